@@ -1,0 +1,77 @@
+"""Generate cmc_kg/namespaces.py from ontology/cmc.ttl, so that the ontology stays the only place an IRI is spelled."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rdflib import OWL, RDF, Graph, URIRef
+
+ONTOLOGY_FILE = Path(__file__).resolve().parent.parent / "ontology" / "cmc.ttl"
+TARGET = Path(__file__).resolve().parent / "namespaces.py"
+
+TEMPLATE = '''"""Namespaces of cmc-kg. GENERATED from ontology/cmc.ttl by `python -m cmc_kg.namegen`: do not edit."""
+
+from rdflib import Namespace, URIRef
+from rdflib.namespace import DCTERMS, FOAF, ORG, OWL, PROV, RDF, RDFS, SDO, SKOS, TIME, VANN, XSD, DefinedNamespace
+
+__all__ = ["CMC", "ONTOLOGY", "ONTOLOGY_VERSION", "ID", "GRAPH", "PREFIXES", "bind_prefixes",
+           "DCTERMS", "FOAF", "ORG", "OWL", "PROV", "RDF", "RDFS", "SDO", "SKOS", "TIME", "VANN", "XSD"]
+
+ONTOLOGY = URIRef({ontology!r})
+ONTOLOGY_VERSION = URIRef({version!r})
+ID = Namespace({entity_ns!r})
+GRAPH = Namespace({graph_ns!r})
+
+
+class CMC(DefinedNamespace):
+    """Every term the ontology declares."""
+
+    _fail = True
+    _NS = Namespace({cmc_ns!r})
+
+{terms}
+
+
+PREFIXES = {{
+    "cmc": CMC._NS, "owl": OWL, "rdf": RDF, "rdfs": RDFS, "xsd": XSD, "skos": SKOS,
+    "dcterms": DCTERMS, "org": ORG, "prov": PROV, "schema": SDO, "foaf": FOAF, "time": TIME,
+{id_prefixes}
+}}
+
+
+def bind_prefixes(graph):
+    """Bind the project's prefixes so that serialisations are readable."""
+    for prefix, namespace in PREFIXES.items():
+        graph.bind(prefix, namespace, override=True, replace=True)
+    return graph
+'''
+
+# The kinds of entity the graph mints IRIs for: id/<kind>/<slug>. Each gets a Turtle prefix.
+ENTITY_KINDS = ("country", "org", "person", "place", "treaty", "event", "action", "membership",
+                "claim", "goal", "office", "note", "source")
+
+
+def render(ontology_file: Path = ONTOLOGY_FILE) -> str:
+    g = Graph().parse(ontology_file)
+    cmc = g.namespace_manager.store.namespace("cmc")
+    ontology = next(g.subjects(RDF.type, OWL.Ontology))
+    version = g.value(ontology, OWL.versionIRI)
+    entity_ns = str(g.value(ontology, URIRef(str(cmc) + "entityNamespace")))
+    graph_ns = str(g.value(ontology, URIRef(str(cmc) + "graphNamespace")))
+    names = sorted({str(s)[len(str(cmc)):] for s in g.subjects() if isinstance(s, URIRef) and str(s).startswith(str(cmc))})
+    terms = "\n".join(f"    {name}: URIRef" for name in names)
+    id_prefixes = "\n".join(f'    "{kind}": Namespace(str(ID) + "{kind}/"),' for kind in ENTITY_KINDS)
+    id_prefixes += '\n    "graph": GRAPH,'
+    return TEMPLATE.format(ontology=str(ontology), version=str(version), entity_ns=entity_ns,
+                           graph_ns=graph_ns, cmc_ns=str(cmc), terms=terms, id_prefixes=id_prefixes)
+
+
+def main() -> int:
+    TARGET.write_text(render(), encoding="utf-8")
+    print(f"wrote {TARGET}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

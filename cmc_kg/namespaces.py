@@ -1,0 +1,182 @@
+"""Namespaces of cmc-kg. GENERATED from ontology/cmc.ttl by `python -m cmc_kg.namegen`: do not edit."""
+
+from rdflib import Namespace, URIRef
+from rdflib.namespace import DCTERMS, FOAF, ORG, OWL, PROV, RDF, RDFS, SDO, SKOS, TIME, VANN, XSD, DefinedNamespace
+
+__all__ = ["CMC", "ONTOLOGY", "ONTOLOGY_VERSION", "ID", "GRAPH", "PREFIXES", "bind_prefixes",
+           "DCTERMS", "FOAF", "ORG", "OWL", "PROV", "RDF", "RDFS", "SDO", "SKOS", "TIME", "VANN", "XSD"]
+
+ONTOLOGY = URIRef('https://w3id.org/cmc-kg/ontology')
+ONTOLOGY_VERSION = URIRef('https://w3id.org/cmc-kg/ontology/0.1.0')
+ID = Namespace('https://w3id.org/cmc-kg/id/')
+GRAPH = Namespace('https://w3id.org/cmc-kg/graph/')
+
+
+class CMC(DefinedNamespace):
+    """Every term the ontology declares."""
+
+    _fail = True
+    _NS = Namespace('https://w3id.org/cmc-kg/ontology#')
+
+    Acceptance: URIRef
+    Accession: URIRef
+    Adoption: URIRef
+    AmbassadorRole: URIRef
+    AntiPersonnelMine: URIRef
+    Approval: URIRef
+    Around: URIRef
+    Campaign: URIRef
+    City: URIRef
+    CivilSocietyOrganization: URIRef
+    ClusterMunition: URIRef
+    Coalition: URIRef
+    ConsentToBeBound: URIRef
+    CoordinatorRole: URIRef
+    Country: URIRef
+    DepositaryNote: URIRef
+    Derived: URIRef
+    EntryIntoForce: URIRef
+    EntryIntoForceForState: URIRef
+    Event: URIRef
+    Exactly: URIRef
+    ExplosiveRemnantsOfWar: URIRef
+    FaithBasedGroup: URIRef
+    Founding: URIRef
+    FoundingMemberRole: URIRef
+    FoundingOrganizationRole: URIRef
+    Goal: URIRef
+    GovernanceBody: URIRef
+    Initiative: URIRef
+    Landmine: URIRef
+    Measure: URIRef
+    Measures: URIRef
+    MemberRole: URIRef
+    MembershipRole: URIRef
+    Merger: URIRef
+    MoreThan: URIRef
+    NGO: URIRef
+    NationalCampaign: URIRef
+    NationallyBasedOrganization: URIRef
+    NumberOfAmbassadors: URIRef
+    NumberOfCountries: URIRef
+    NumberOfInstrumentsForEntryIntoForce: URIRef
+    NumberOfMemberOrganizations: URIRef
+    NumberOfParties: URIRef
+    NumberOfRatifications: URIRef
+    NumberOfSignatories: URIRef
+    NumberOfSignatoriesNotRatified: URIRef
+    NumberOfStaff: URIRef
+    NumberOfStockpilingStates: URIRef
+    NumberOfStrategicObjectives: URIRef
+    Office: URIRef
+    OpeningForSignature: URIRef
+    OrganizationKind: URIRef
+    OrganizationKinds: URIRef
+    ParticipantRole: URIRef
+    Primary: URIRef
+    ProfessionalOrganization: URIRef
+    Protocol: URIRef
+    ProvisionalApplication: URIRef
+    Qualifier: URIRef
+    Qualifiers: URIRef
+    QuantitativeClaim: URIRef
+    Ratification: URIRef
+    Registration: URIRef
+    ResearchAndMonitoringProgramme: URIRef
+    Secondary: URIRef
+    Signature: URIRef
+    SourceDocument: URIRef
+    SourceQualities: URIRef
+    SourceQuality: URIRef
+    StaffRole: URIRef
+    SteeringCommitteeMemberRole: URIRef
+    StrategicObjective: URIRef
+    Succession: URIRef
+    Survivor: URIRef
+    Tertiary: URIRef
+    ThresholdReached: URIRef
+    Treaty: URIRef
+    TreatyAction: URIRef
+    TreatyEvent: URIRef
+    WeaponType: URIRef
+    WeaponTypes: URIRef
+    WithdrawalEffective: URIRef
+    WithdrawalNotification: URIRef
+    WorldwideOrganization: URIRef
+    actor: URIRef
+    affectedBy: URIRef
+    asOf: URIRef
+    authenticLanguage: URIRef
+    award: URIRef
+    birthDate: URIRef
+    city: URIRef
+    claimSubject: URIRef
+    commit: URIRef
+    concerns: URIRef
+    country: URIRef
+    date: URIRef
+    depositary: URIRef
+    derivationRule: URIRef
+    endDate: URIRef
+    entityNamespace: URIRef
+    foundedOrganization: URIRef
+    founder: URIRef
+    graphNamespace: URIRef
+    hasGoal: URIRef
+    isoAlpha2: URIRef
+    isoAlpha3: URIRef
+    measure: URIRef
+    mergedOrganization: URIRef
+    monitors: URIRef
+    nationality: URIRef
+    nobelPrizeLaureateId: URIRef
+    officialName: URIRef
+    ordinal: URIRef
+    path: URIRef
+    place: URIRef
+    prohibits: URIRef
+    protocolTo: URIRef
+    purpose: URIRef
+    qualifier: URIRef
+    quality: URIRef
+    quote: URIRef
+    registrationNumber: URIRef
+    repository: URIRef
+    resultingOrganization: URIRef
+    rule: URIRef
+    setUpBy: URIRef
+    sourceKey: URIRef
+    survivorOf: URIRef
+    towards: URIRef
+    treaty: URIRef
+    untcName: URIRef
+    untcNumber: URIRef
+    untsCitation: URIRef
+    value: URIRef
+
+
+PREFIXES = {
+    "cmc": CMC._NS, "owl": OWL, "rdf": RDF, "rdfs": RDFS, "xsd": XSD, "skos": SKOS,
+    "dcterms": DCTERMS, "org": ORG, "prov": PROV, "schema": SDO, "foaf": FOAF, "time": TIME,
+    "country": Namespace(str(ID) + "country/"),
+    "org": Namespace(str(ID) + "org/"),
+    "person": Namespace(str(ID) + "person/"),
+    "place": Namespace(str(ID) + "place/"),
+    "treaty": Namespace(str(ID) + "treaty/"),
+    "event": Namespace(str(ID) + "event/"),
+    "action": Namespace(str(ID) + "action/"),
+    "membership": Namespace(str(ID) + "membership/"),
+    "claim": Namespace(str(ID) + "claim/"),
+    "goal": Namespace(str(ID) + "goal/"),
+    "office": Namespace(str(ID) + "office/"),
+    "note": Namespace(str(ID) + "note/"),
+    "source": Namespace(str(ID) + "source/"),
+    "graph": GRAPH,
+}
+
+
+def bind_prefixes(graph):
+    """Bind the project's prefixes so that serialisations are readable."""
+    for prefix, namespace in PREFIXES.items():
+        graph.bind(prefix, namespace, override=True, replace=True)
+    return graph

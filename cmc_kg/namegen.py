@@ -16,12 +16,18 @@ from rdflib import Namespace, URIRef
 from rdflib.namespace import DCTERMS, FOAF, ORG, OWL, PROV, RDF, RDFS, SDO, SKOS, TIME, VANN, XSD, DefinedNamespace
 
 __all__ = ["CMC", "ONTOLOGY", "ONTOLOGY_VERSION", "ID", "GRAPH", "PREFIXES", "bind_prefixes",
+           "ONTOLOGY_GRAPH", "SOURCES_GRAPH", "INFERRED_GRAPH",
            "DCTERMS", "FOAF", "ORG", "OWL", "PROV", "RDF", "RDFS", "SDO", "SKOS", "TIME", "VANN", "XSD"]
 
 ONTOLOGY = URIRef({ontology!r})
 ONTOLOGY_VERSION = URIRef({version!r})
 ID = Namespace({entity_ns!r})
 GRAPH = Namespace({graph_ns!r})
+
+# The named graphs the build writes besides one per source folder.
+ONTOLOGY_GRAPH = GRAPH.ontology
+SOURCES_GRAPH = GRAPH.sources
+INFERRED_GRAPH = GRAPH.inferred
 
 
 class CMC(DefinedNamespace):

@@ -4,12 +4,18 @@ from rdflib import Namespace, URIRef
 from rdflib.namespace import DCTERMS, FOAF, ORG, OWL, PROV, RDF, RDFS, SDO, SKOS, TIME, VANN, XSD, DefinedNamespace
 
 __all__ = ["CMC", "ONTOLOGY", "ONTOLOGY_VERSION", "ID", "GRAPH", "PREFIXES", "bind_prefixes",
+           "ONTOLOGY_GRAPH", "SOURCES_GRAPH", "INFERRED_GRAPH",
            "DCTERMS", "FOAF", "ORG", "OWL", "PROV", "RDF", "RDFS", "SDO", "SKOS", "TIME", "VANN", "XSD"]
 
 ONTOLOGY = URIRef('https://w3id.org/cmc-kg/ontology')
 ONTOLOGY_VERSION = URIRef('https://w3id.org/cmc-kg/ontology/0.1.0')
 ID = Namespace('https://w3id.org/cmc-kg/id/')
 GRAPH = Namespace('https://w3id.org/cmc-kg/graph/')
+
+# The named graphs the build writes besides one per source folder.
+ONTOLOGY_GRAPH = GRAPH.ontology
+SOURCES_GRAPH = GRAPH.sources
+INFERRED_GRAPH = GRAPH.inferred
 
 
 class CMC(DefinedNamespace):

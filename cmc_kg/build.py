@@ -1,0 +1,252 @@
+"""Build the knowledge graph: parse, validate with SHACL, reason with OWL 2 RL, check, write atomically.
+
+The pipeline is a plain function over Settings; the command line only reports its progress.
+Nothing is written unless every step passes, so a failing build leaves the last good output served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import owlrl
+import pyoxigraph as ox
+from rdflib import BNode, Dataset, Graph, Literal, URIRef
+from rdflib.compare import to_canonical_graph
+from rdflib.plugins.parsers.notation3 import BadSyntax
+
+from .namespaces import (CMC, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY_GRAPH, OWL, PROV, RDF, RDFS, SOURCES_GRAPH, XSD,
+                         bind_prefixes)
+from .query import QueryError, select
+from .settings import Settings
+from .validate import load_shapes, validate_shapes
+
+__all__ = ["BuildError", "BuildReport", "build", "load_sources", "source_slug", "run_checks"]
+
+Progress = Callable[[str], None]
+
+# Namespaces whose terms' own axioms owlrl restates; inferences about them only bloat answers.
+_BUILTIN_PREFIXES = tuple(str(ns) for ns in (RDF, RDFS, OWL, XSD))
+_REFLEXIVE = {OWL.sameAs, OWL.equivalentClass, OWL.equivalentProperty, RDFS.subClassOf, RDFS.subPropertyOf}
+_TRIVIAL_TYPES = {OWL.Thing, RDFS.Resource, OWL.NamedIndividual}
+
+
+class BuildError(Exception):
+    """A build step failed; the message names the file and line, the shape or the check."""
+
+
+@dataclass
+class BuildReport:
+    """What a build produced and how long each step took."""
+
+    triples_per_graph: dict[str, int] = field(default_factory=dict)
+    entities_per_class: dict[str, int] = field(default_factory=dict)
+    seconds_per_step: dict[str, float] = field(default_factory=dict)
+    dump_sha256: str = ""
+    dump_file: str = ""
+
+    @property
+    def asserted_triples(self) -> int:
+        return sum(n for g, n in self.triples_per_graph.items() if g != str(INFERRED_GRAPH))
+
+    @property
+    def inferred_triples(self) -> int:
+        return self.triples_per_graph.get(str(INFERRED_GRAPH), 0)
+
+    def to_json(self) -> str:
+        return json.dumps({**self.__dict__, "asserted_triples": self.asserted_triples,
+                           "inferred_triples": self.inferred_triples}, indent=2, sort_keys=True) + "\n"
+
+
+def source_slug(key: str) -> str:
+    """The folder and graph name of a source key.
+
+    >>> source_slug("CH-RS-0.515.093")
+    'ch-rs-0-515-093'
+    """
+    return re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
+
+
+def _parse_turtle(path: Path) -> Graph:
+    graph = Graph()
+    try:
+        graph.parse(path, format="turtle")
+    except BadSyntax as error:
+        line = re.search(r"at line (\d+)", str(error))
+        why = getattr(error, "_why", None) or str(error).splitlines()[-1]
+        raise BuildError(f"{path}:{line.group(1) if line else '?'}: bad Turtle: {why}") from None
+    except Exception as error:  # any other parser failure still names the file
+        raise BuildError(f"{path}: cannot parse: {error}") from None
+    # Blank nodes get names derived from their content and file, so dumps are byte-identical.
+    canonical = to_canonical_graph(graph)
+    salt = hashlib.sha1(str(path.name).encode()).hexdigest()[:8]
+    renamed = Graph()
+    for triple in canonical:
+        renamed.add(tuple(BNode(f"b{salt}{t}") if isinstance(t, BNode) else t for t in triple))
+    return renamed
+
+
+def load_sources(settings: Settings, progress: Progress = lambda _: None) -> Dataset:
+    """Parse the ontology, the source registry and every source folder into one named graph each."""
+    dataset = bind_prefixes(Dataset())
+    files = [(ONTOLOGY_GRAPH, settings.ontology_file), (SOURCES_GRAPH, settings.graph_dir / "sources.ttl")]
+    for folder in sorted(p for p in settings.graph_dir.iterdir() if p.is_dir()):
+        turtle = sorted(folder.glob("*.ttl"))
+        files += [(GRAPH[folder.name], f) for f in turtle]
+    for name, path in files:
+        progress(f"parse {path.relative_to(settings.root) if path.is_relative_to(settings.root) else path}")
+        target = dataset.graph(name)
+        for triple in _parse_turtle(path):
+            target.add(triple)
+    _link_graphs_to_sources(dataset, settings)
+    return dataset
+
+
+def _link_graphs_to_sources(dataset: Dataset, settings: Settings) -> None:
+    """Each source folder's graph is derived from the source registered under the same slug."""
+    registry = dataset.graph(SOURCES_GRAPH)
+    registered = {source_slug(str(key)): source for source, key in registry.subject_objects(CMC.sourceKey)}
+    for folder in sorted(p for p in settings.graph_dir.iterdir() if p.is_dir() and any(p.glob("*.ttl"))):
+        source = registered.get(folder.name)
+        if source is None:
+            raise BuildError(f"{folder}: no source in graph/sources.ttl has a cmc:sourceKey whose slug is "
+                             f"'{folder.name}'; register the source before adding its facts")
+        registry.add((GRAPH[folder.name], PROV.wasDerivedFrom, source))
+
+
+def _asserted_union(dataset: Dataset, include_ontology: bool) -> Graph:
+    union = Graph()
+    for graph in dataset.graphs():
+        if graph.identifier == ONTOLOGY_GRAPH and not include_ontology:
+            continue
+        if graph.identifier in (INFERRED_GRAPH,) or not len(graph):
+            continue
+        union += graph
+    return union
+
+
+def _shacl(dataset: Dataset, settings: Settings) -> None:
+    violations = validate_shapes(_asserted_union(dataset, include_ontology=False),
+                                 load_shapes(settings.shapes_dir), dataset.graph(ONTOLOGY_GRAPH))
+    if violations:
+        shown = "\n  ".join(str(v) for v in violations[:50])
+        more = f"\n  … and {len(violations) - 50} more" if len(violations) > 50 else ""
+        raise BuildError(f"SHACL validation failed with {len(violations)} violation(s):\n  {shown}{more}")
+
+
+def _is_trivial(s, p, o) -> bool:
+    if isinstance(s, Literal) or str(s).startswith(_BUILTIN_PREFIXES):
+        return True
+    if p in _REFLEXIVE and s == o:
+        return True
+    return p == RDF.type and o in _TRIVIAL_TYPES
+
+
+def _reason(dataset: Dataset) -> Graph:
+    """OWL 2 RL closure of ontology + data, minus what was asserted and what is trivial."""
+    asserted = _asserted_union(dataset, include_ontology=True)
+    closure = Graph()
+    closure += asserted
+    owlrl.DeductiveClosure(owlrl.OWLRL_Semantics, axiomatic_triples=False, datatype_axioms=False).expand(closure)
+    inferred = Graph()
+    for triple in closure:
+        if triple not in asserted and not _is_trivial(*triple):
+            inferred.add(triple)
+    return inferred
+
+
+def _oxigraph_store(dataset: Dataset) -> ox.Store:
+    store = ox.Store()
+    store.load(dataset.serialize(format="nquads").encode("utf-8"), format=ox.RdfFormat.N_QUADS)
+    return store
+
+
+def run_checks(store: ox.Store, checks_dir: Path) -> dict[str, list[dict[str, str]]]:
+    """Run every *-violation.rq over the union of all graphs; return the rows of those that failed."""
+    failures = {}
+    for check in sorted(checks_dir.glob("*-violation.rq")):
+        try:
+            rows = select(store, check.read_text(encoding="utf-8")).rows
+        except QueryError as error:
+            raise BuildError(f"{check}: not a valid SPARQL query: {error}") from None
+        if rows:
+            failures[check.name] = rows
+    return failures
+
+
+def _canonical_nquads(store: ox.Store) -> bytes:
+    lines = store.dump(format=ox.RdfFormat.N_QUADS).decode("utf-8").splitlines()
+    return ("\n".join(sorted(set(lines))) + "\n").encode("utf-8")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def build(settings: Settings = Settings(), progress: Progress = lambda _: None, write: bool = True) -> BuildReport:
+    """Run the whole pipeline; raise BuildError (and write nothing) at the first failing step."""
+    report = BuildReport()
+    started = time.perf_counter()
+
+    def step(name: str):
+        nonlocal started
+        now = time.perf_counter()
+        report.seconds_per_step[name] = round(now - started, 3)
+        started = now
+
+    progress("parse ontology and graph/")
+    dataset = load_sources(settings, progress)
+    step("parse")
+    progress("validate with SHACL shapes")
+    _shacl(dataset, settings)
+    step("shacl")
+    progress("reason (OWL 2 RL, owlrl)")
+    inferred = _reason(dataset)
+    target = dataset.graph(INFERRED_GRAPH)
+    for triple in inferred:
+        target.add(triple)
+    step("reason")
+    progress("run consistency checks")
+    store = _oxigraph_store(dataset)
+    failures = run_checks(store, settings.checks_dir)
+    if failures:
+        lines = []
+        for name, rows in failures.items():
+            lines.append(f"{settings.checks_dir / name}: {len(rows)} row(s), the check must return none:")
+            lines += [f"    {row}" for row in rows[:10]]
+        raise BuildError("consistency checks failed:\n" + "\n".join(lines))
+    step("checks")
+    for graph in dataset.graphs():
+        if len(graph):
+            report.triples_per_graph[str(graph.identifier)] = len(graph)
+    report.triples_per_graph = dict(sorted(report.triples_per_graph.items()))
+    union = _asserted_union(dataset, include_ontology=False)
+    report.entities_per_class = dict(sorted(Counter(
+        str(o) for s, o in union.subject_objects(RDF.type) if str(s).startswith(str(ID))).items()))
+    if write:
+        progress(f"write {settings.dump_file}")
+        dump = _canonical_nquads(store)
+        report.dump_sha256 = hashlib.sha256(dump).hexdigest()
+        report.dump_file = str(settings.dump_file)
+        _write_atomically(settings.dump_file, dump)
+        step("write")
+        _write_atomically(settings.report_file, report.to_json().encode("utf-8"))
+    return report

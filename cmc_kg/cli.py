@@ -1,0 +1,140 @@
+"""The `cmc-kg` command line: a thin shell over the build, query and server functions."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .settings import Settings
+
+__all__ = ["main"]
+
+
+def _progress(message: str) -> None:
+    """Step lines on stderr, with elapsed time, so a long build shows where it is."""
+    click.echo(f"[{time.perf_counter() - _STARTED:6.1f}s] {message}", err=True)
+
+
+_STARTED = time.perf_counter()
+
+
+def _settings(build_dir: str | None) -> Settings:
+    return Settings(build_dir=Path(build_dir)) if build_dir else Settings()
+
+
+build_dir_option = click.option("--build-dir", type=click.Path(file_okay=False), default=None,
+                                help="Where the build output lives (default: build/ in the checkout).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """cmc-kg: build, query and serve the Cluster Munition Coalition knowledge graph."""
+
+
+def _run_build(settings: Settings, write: bool):
+    from .build import BuildError, build
+
+    try:
+        return build(settings, progress=_progress, write=write)
+    except BuildError as error:
+        click.echo(f"build failed: {error}", err=True)
+        if write and settings.dump_file.exists():
+            click.echo(f"the last good build is unchanged: {settings.dump_file}", err=True)
+        sys.exit(1)
+
+
+@main.command("build")
+@build_dir_option
+def build_command(build_dir):
+    """Parse, validate (SHACL), reason (OWL 2 RL), check and write build/cmc-kg.nq atomically."""
+    report = _run_build(_settings(build_dir), write=True)
+    click.echo(f"built {report.dump_file}: {report.asserted_triples} asserted + {report.inferred_triples} inferred "
+               f"triples in {sum(report.seconds_per_step.values()):.1f}s "
+               f"({', '.join(f'{k} {v:.1f}s' for k, v in report.seconds_per_step.items())})")
+
+
+@main.command("validate")
+def validate_command():
+    """Run every build step except writing: parse, SHACL shapes, reasoning, consistency checks."""
+    report = _run_build(Settings(), write=False)
+    click.echo(f"valid: {report.asserted_triples} asserted triples, {report.inferred_triples} inferred, "
+               f"all shapes and checks pass")
+
+
+@main.command("query")
+@click.argument("query", required=False)
+@click.option("-f", "--file", "query_file", type=click.File("r", encoding="utf-8"), help="Read the query from a file.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "tsv", "json", "xml"]), default="table",
+              show_default=True, help="Output format for SELECT and ASK (CONSTRUCT always prints Turtle).")
+@click.option("--asserted", is_flag=True, help="Leave the inferred triples out of the default graph.")
+@build_dir_option
+def query_command(query, query_file, fmt, asserted, build_dir):
+    """Run a SPARQL query (a string, or --file) over the latest build. Project prefixes are predefined."""
+    from .query import QueryError, format_rows, open_store, run_query
+
+    if bool(query) == bool(query_file):
+        raise click.UsageError("give the query either as an argument or with --file")
+    text = query if query else query_file.read()
+    try:
+        result = run_query(open_store(_settings(build_dir)), text, asserted_only=asserted)
+    except (QueryError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(format_rows(result, fmt), nl=False)
+
+
+@main.command("stats")
+@build_dir_option
+def stats_command(build_dir):
+    """Triples per named graph and entities per class in the latest build."""
+    from .query import open_store, select
+
+    try:
+        store = open_store(_settings(build_dir))
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from None
+    graphs = select(store, "SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g ORDER BY ?g")
+    click.echo("triples per graph")
+    for row in graphs.rows:
+        click.echo(f"  {int(row['n']):>7}  {row['g']}")
+    classes = select(store, "SELECT ?class (COUNT(DISTINCT ?s) AS ?n) WHERE { ?s a ?class "
+                            "FILTER(STRSTARTS(STR(?s), STR(?entityNamespace))) } GROUP BY ?class "
+                            "ORDER BY DESC(?n) ?class", asserted_only=True)
+    click.echo("entities per class (asserted)")
+    for row in classes.rows:
+        click.echo(f"  {int(row['n']):>7}  {row['class']}")
+
+
+@main.command("import-tables")
+def import_tables_command():
+    """Regenerate graph/ Turtle from the sourced tables in reference/ (UNTC participants, ISO 3166-1)."""
+    from .tables import import_tables
+
+    settings = Settings()
+    for path, count in import_tables(settings.reference_dir, settings.graph_dir).items():
+        click.echo(f"  {count:>7} triples  {path}")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
+@click.option("--threads", default=4, show_default=True, type=int, help="Worker threads.")
+@build_dir_option
+def serve_command(host, port, threads, build_dir):
+    """Serve the latest build as a SPARQL endpoint (building first if there is none)."""
+    import waitress
+
+    from server import create_app
+
+    settings = _settings(build_dir)
+    if not settings.dump_file.exists():
+        _run_build(settings, write=True)
+    app = create_app(settings)
+    click.echo(f"cmc-kg SPARQL endpoint on http://{host}:{port}/sparql", err=True)
+    waitress.serve(app, host=host, port=port, threads=threads, ident="cmc-kg")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Query the built graph with SPARQL, natively in Oxigraph.
+
+The dataset a query sees: the default graph is the union of every named graph (ontology,
+sources, each source's facts and the inferred triples); `GRAPH ?g` tells them apart.
+With ``asserted_only`` the inferred graph is left out of the default graph.
+Every query may use the project's prefixes without declaring them, and ``?entityNamespace``
+is bound to the base of the graph's entity IRIs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyoxigraph as ox
+
+from .namespaces import ID, INFERRED_GRAPH, PREFIXES
+from .settings import Settings
+
+__all__ = ["QueryError", "Rows", "open_store", "run_query", "select", "format_rows", "RESULT_FORMATS", "example_queries",
+           "ExampleQuery"]
+
+PREFIX_MAP = {prefix: str(ns) for prefix, ns in PREFIXES.items()}
+
+# Result serialisations of SELECT/ASK by the names the command line and the server use.
+RESULT_FORMATS = {
+    "json": ("application/sparql-results+json", ox.QueryResultsFormat.JSON),
+    "xml": ("application/sparql-results+xml", ox.QueryResultsFormat.XML),
+    "csv": ("text/csv", ox.QueryResultsFormat.CSV),
+    "tsv": ("text/tab-separated-values", ox.QueryResultsFormat.TSV),
+}
+
+
+class QueryError(Exception):
+    """The query cannot be run; the message is the parser's."""
+
+
+@dataclass
+class Rows:
+    """A SELECT answer as plain Python values, for tables and tests."""
+
+    variables: list[str]
+    rows: list[dict[str, str]]
+
+    def column(self, name: str) -> list[str]:
+        return [row.get(name) for row in self.rows]
+
+
+def open_store(settings: Settings = Settings()) -> ox.Store:
+    """Load the build's N-Quads dump into an in-memory Oxigraph store."""
+    if not settings.dump_file.exists():
+        raise FileNotFoundError(f"{settings.dump_file} does not exist: run `cmc-kg build` first")
+    store = ox.Store()
+    store.bulk_load(path=str(settings.dump_file), format=ox.RdfFormat.N_QUADS)
+    return store
+
+
+def _default_graph(store: ox.Store, asserted_only: bool):
+    if not asserted_only:
+        return {"use_default_graph_as_union": True}
+    return {"default_graph": [g for g in store.named_graphs() if g.value != str(INFERRED_GRAPH)]}
+
+
+_SUBSTITUTIONS = {ox.Variable("entityNamespace"): ox.NamedNode(str(ID))}
+
+
+def run_query(store: ox.Store, text: str, asserted_only: bool = False):
+    """Evaluate a query; raise QueryError with the parser's message if it is malformed."""
+    try:
+        return store.query(text, prefixes=PREFIX_MAP, substitutions=_SUBSTITUTIONS,
+                           **_default_graph(store, asserted_only))
+    except SyntaxError as error:
+        raise QueryError(str(error)) from None
+
+
+def _plain(term) -> str | None:
+    return None if term is None else term.value
+
+
+def select(store: ox.Store, text: str, asserted_only: bool = False) -> Rows:
+    """Run a SELECT and return its rows as strings (IRIs and literal values)."""
+    solutions = run_query(store, text, asserted_only)
+    if not isinstance(solutions, ox.QuerySolutions):
+        raise QueryError("not a SELECT query")
+    names = [v.value for v in solutions.variables]
+    return Rows(names, [{n: _plain(s[n]) for n in names if s[n] is not None} for s in solutions])
+
+
+def format_rows(result, fmt: str) -> str:
+    """Serialise a query result for the terminal: a text table, CSV, TSV, XML or SPARQL JSON."""
+    if isinstance(result, ox.QueryBoolean):
+        return json.dumps({"head": {}, "boolean": bool(result)}) if fmt == "json" else str(bool(result)).lower()
+    if isinstance(result, ox.QueryTriples):
+        return result.serialize(format=ox.RdfFormat.TURTLE).decode("utf-8")
+    if fmt in RESULT_FORMATS:
+        return result.serialize(format=RESULT_FORMATS[fmt][1]).decode("utf-8")
+    names = [v.value for v in result.variables]
+    table = [[_plain(s[n]) or "" for n in names] for s in result]
+    widths = [max([len(n)] + [len(r[i]) for r in table]) for i, n in enumerate(names)]
+    line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    out = [line(names), "-+-".join("-" * w for w in widths)] + [line(r) for r in table]
+    return "\n".join(out) + f"\n({len(table)} row{'s' if len(table) != 1 else ''})\n"
+
+
+@dataclass(frozen=True)
+class ExampleQuery:
+    """One of the repository's example queries, with the title and description from its header."""
+
+    path: Path
+    title: str
+    description: str
+    text: str
+
+
+def example_queries(settings: Settings = Settings()) -> list[ExampleQuery]:
+    """Read queries/*.rq; each starts with `# title: …` and `# description: …` lines."""
+    queries = []
+    for path in sorted(settings.queries_dir.glob("*.rq")):
+        text = path.read_text(encoding="utf-8")
+        header = {}
+        for line in text.splitlines():
+            if not line.startswith("#"):
+                break
+            key, _, value = line[1:].partition(":")
+            header[key.strip().lower()] = value.strip()
+        queries.append(ExampleQuery(path, header.get("title", path.stem), header.get("description", ""), text))
+    return queries

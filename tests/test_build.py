@@ -1,0 +1,90 @@
+"""The build pipeline: determinism, separated inferences, and clear failures that keep the last good build."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cmc_kg.build import BuildError, build
+from cmc_kg.namespaces import CMC, INFERRED_GRAPH, ONTOLOGY_GRAPH, PREFIXES, SOURCES_GRAPH, XSD
+from cmc_kg.query import open_store, select
+
+
+def test_build_writes_dump_and_report(built):
+    settings, report = built
+    assert settings.dump_file.stat().st_size > 0
+    assert settings.report_file.exists()
+    assert report.asserted_triples > 10_000
+    assert report.inferred_triples > 0
+    assert {str(ONTOLOGY_GRAPH), str(SOURCES_GRAPH), str(INFERRED_GRAPH)} <= set(report.triples_per_graph)
+
+
+def test_same_input_gives_byte_identical_dump(built, tmp_path):
+    settings, _ = built
+    again = build(type(settings)(build_dir=tmp_path))
+    assert (tmp_path / "cmc-kg.nq").read_bytes() == settings.dump_file.read_bytes()
+    assert again.dump_sha256 == built[1].dump_sha256
+
+
+def test_inferred_triples_are_kept_apart(store):
+    # A ratification is a consent to be bound only by inference, and that inference is in the inferred graph.
+    rows = select(store, """SELECT ?g WHERE { GRAPH ?g { action:ccm/AFG/ratification a cmc:ConsentToBeBound } }""").rows
+    assert [r["g"] for r in rows] == [str(INFERRED_GRAPH)]
+    asserted = select(store, "SELECT * WHERE { action:ccm/AFG/ratification a cmc:ConsentToBeBound }",
+                      asserted_only=True)
+    assert asserted.rows == []
+
+
+def test_trivial_inferences_are_dropped(store):
+    rows = select(store, """SELECT (COUNT(*) AS ?n) WHERE { GRAPH graph:inferred {
+        { ?s owl:sameAs ?s } UNION { ?s a owl:Thing } UNION { ?s a rdfs:Resource } } }""").rows
+    assert rows[0]["n"] == "0"
+
+
+def _good_build(settings, built):
+    """Put a good build where the broken one would write, as if it had been built there before."""
+    settings.build_dir.mkdir(parents=True, exist_ok=True)
+    settings.dump_file.write_bytes(built[0].dump_file.read_bytes())
+    return settings.dump_file.read_bytes()
+
+
+def test_malformed_turtle_names_file_and_line_and_keeps_last_build(repo_copy, built):
+    before = _good_build(repo_copy, built)
+    broken = repo_copy.graph_dir / "seed-002" / "seed-002.ttl"
+    lines = broken.read_text(encoding="utf-8").splitlines()
+    lines.append("kgorg:cmc rdfs:label .")
+    broken.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(BuildError) as error:
+        build(repo_copy)
+    assert re.search(rf"{re.escape(str(broken))}:{len(lines)}: bad Turtle", str(error.value))
+    assert repo_copy.dump_file.read_bytes() == before
+
+
+def test_shape_violation_names_the_shape_and_keeps_last_build(repo_copy, built):
+    before = _good_build(repo_copy, built)
+    (repo_copy.graph_dir / "seed-000" / "broken.ttl").write_text(
+        f'<{PREFIXES["country"]}AFG> <{CMC.isoAlpha3}> "afghanistan" .\n', encoding="utf-8")
+    with pytest.raises(BuildError) as error:
+        build(repo_copy)
+    message = str(error.value)
+    assert "SHACL validation failed" in message and "isoAlpha3" in message and "country/AFG" in message
+    assert repo_copy.dump_file.read_bytes() == before
+
+
+def test_failed_check_names_the_check_and_keeps_last_build(repo_copy, built):
+    before = _good_build(repo_copy, built)
+    # A ratification dated before the state's signature passes the shapes but not the checks.
+    (repo_copy.graph_dir / "seed-000" / "broken.ttl").write_text(
+        f'<{PREFIXES["action"]}ccm/AFG/ratification> <{CMC.date}> "2001-01-01"^^<{XSD.date}> .\n', encoding="utf-8")
+    with pytest.raises(BuildError) as error:
+        build(repo_copy)
+    assert "ratification-before-signature-violation.rq" in str(error.value)
+    assert repo_copy.dump_file.read_bytes() == before
+
+
+def test_unregistered_source_folder_is_refused(repo_copy):
+    (repo_copy.graph_dir / "nowhere").mkdir()
+    (repo_copy.graph_dir / "nowhere" / "facts.ttl").write_text("", encoding="utf-8")
+    with pytest.raises(BuildError, match="nowhere"):
+        build(repo_copy, write=False)

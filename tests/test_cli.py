@@ -1,0 +1,57 @@
+"""The command line, run as users run it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cmc_kg.cli import main
+
+COMMANDS = ["build", "validate", "query", "stats", "serve", "import-tables"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output and len(result.output.splitlines()) > 3
+
+
+QUERY = "SELECT ?code WHERE { ?c cmc:isoAlpha3 ?code FILTER(?code IN ('FRA', 'NOR')) } ORDER BY ?code"
+
+
+def test_query_as_table_csv_and_json(built):
+    settings, _ = built
+    args = ["query", QUERY, "--build-dir", str(settings.build_dir)]
+    table = CliRunner().invoke(main, args)
+    assert table.exit_code == 0, table.output
+    assert "FRA" in table.output and "(2 rows)" in table.output
+    as_csv = CliRunner().invoke(main, args + ["--format", "csv"])
+    assert [row["code"] for row in csv.DictReader(io.StringIO(as_csv.output))] == ["FRA", "NOR"]
+    as_json = json.loads(CliRunner().invoke(main, args + ["--format", "json"]).output)
+    assert [b["code"]["value"] for b in as_json["results"]["bindings"]] == ["FRA", "NOR"]
+
+
+def test_query_from_file(built, tmp_path):
+    settings, _ = built
+    (tmp_path / "q.rq").write_text(QUERY, encoding="utf-8")
+    result = CliRunner().invoke(main, ["query", "--file", str(tmp_path / "q.rq"), "--format", "csv",
+                                       "--build-dir", str(settings.build_dir)])
+    assert result.exit_code == 0 and result.output.split() == ["code", "FRA", "NOR"]
+
+
+def test_malformed_query_gives_parser_message(built):
+    result = CliRunner().invoke(main, ["query", "SELECT ?x WHERE { ?x", "--build-dir", str(built[0].build_dir)])
+    assert result.exit_code != 0 and "Error" in result.output
+
+
+def test_stats_lists_graphs_and_classes(built):
+    result = CliRunner().invoke(main, ["stats", "--build-dir", str(built[0].build_dir)])
+    assert result.exit_code == 0
+    assert "graph/inferred" in result.output and "ontology#Country" in result.output
+    counts = [line.split() for line in result.output.splitlines() if line.strip().endswith("ontology#Country")]
+    assert int(counts[0][0]) == 249

@@ -53,9 +53,11 @@ def bind_prefixes(graph):
     return graph
 '''
 
-# The kinds of entity the graph mints IRIs for: id/<kind>/<slug>. Each gets a Turtle prefix.
-ENTITY_KINDS = ("country", "org", "person", "place", "treaty", "event", "action", "membership",
-                "claim", "goal", "office", "note", "source")
+# The kinds of entity the graph mints IRIs for, id/<kind>/<slug>, with their prefixes
+# (organizations take `kgorg:` because `org:` is W3C ORG).
+ENTITY_KINDS = {"country": "country", "org": "kgorg", "person": "person", "place": "place", "treaty": "treaty",
+                "event": "event", "action": "action", "membership": "membership", "claim": "claim",
+                "goal": "goal", "office": "office", "note": "note", "source": "source"}
 
 
 def render(ontology_file: Path = ONTOLOGY_FILE) -> str:
@@ -67,7 +69,7 @@ def render(ontology_file: Path = ONTOLOGY_FILE) -> str:
     graph_ns = str(g.value(ontology, URIRef(str(cmc) + "graphNamespace")))
     names = sorted({str(s)[len(str(cmc)):] for s in g.subjects() if isinstance(s, URIRef) and str(s).startswith(str(cmc))})
     terms = "\n".join(f"    {name}: URIRef" for name in names)
-    id_prefixes = "\n".join(f'    "{kind}": Namespace(str(ID) + "{kind}/"),' for kind in ENTITY_KINDS)
+    id_prefixes = "\n".join(f'    "{prefix}": Namespace(str(ID) + "{kind}/"),' for kind, prefix in ENTITY_KINDS.items())
     id_prefixes += '\n    "graph": GRAPH,'
     return TEMPLATE.format(ontology=str(ontology), version=str(version), entity_ns=entity_ns,
                            graph_ns=graph_ns, cmc_ns=str(cmc), terms=terms, id_prefixes=id_prefixes)

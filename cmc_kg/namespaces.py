@@ -165,7 +165,7 @@ PREFIXES = {
     "cmc": CMC._NS, "owl": OWL, "rdf": RDF, "rdfs": RDFS, "xsd": XSD, "skos": SKOS,
     "dcterms": DCTERMS, "org": ORG, "prov": PROV, "schema": SDO, "foaf": FOAF, "time": TIME,
     "country": Namespace(str(ID) + "country/"),
-    "org": Namespace(str(ID) + "org/"),
+    "kgorg": Namespace(str(ID) + "org/"),
     "person": Namespace(str(ID) + "person/"),
     "place": Namespace(str(ID) + "place/"),
     "treaty": Namespace(str(ID) + "treaty/"),

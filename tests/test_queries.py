@@ -1,0 +1,226 @@
+"""Every example query in queries/, checked against the reference tables and the seeds it answers from."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from datetime import date
+
+import pytest
+
+from cmc_kg.query import example_queries, select
+from cmc_kg.settings import Settings
+
+SETTINGS = Settings()
+AS_AT = "2026-02-03"
+QUERIES = {q.path.stem: q for q in example_queries(SETTINGS)}
+
+
+def _table(name: str) -> list[dict[str, str]]:
+    with open(SETTINGS.reference_dir / name, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+CCM = _table("ccm_participants_untc.csv")
+MBT = _table("mbt_participants_untc.csv")
+CCW = _table("ccw_participants_untc.csv")
+COUNTRY_NAMES = {r["iso_alpha3"]: r["iso_codes_4_15_name"] for r in _table("countries_iso_wikidata_owid.csv")
+                 if r["row_kind"] == "iso3166_1"}
+
+
+def _parties(table, on: str) -> set[str]:
+    return {r["iso3"] for r in table if r["consent_date"] and r["consent_date"] <= on
+            and not (r.get("withdrawal_effective_date") and r["withdrawal_effective_date"] <= on)}
+
+
+def _run(store, stem: str):
+    return select(store, QUERIES[stem].text)
+
+
+def _iso(iri: str) -> str:
+    return iri.rsplit("/", 1)[1]
+
+
+def test_every_query_has_title_description_and_a_test():
+    assert len(QUERIES) >= 15
+    tested = {name[len("test_q"):].replace("_", "-") for name in globals() if name.startswith("test_q")}
+    for stem, query in QUERIES.items():
+        assert query.title and query.description, stem
+        assert stem[:2] in {t[:2] for t in tested}, f"{stem} has no test"
+
+
+def test_q01_signed_not_ratified(store):
+    rows = _run(store, "01-signed-not-ratified").rows
+    expected = {r["iso3"]: r["signature_date"] for r in CCM if r["signature_date"] and not r["consent_date"]}
+    assert {_iso(r["state"]): r["signed"] for r in rows} == expected
+    assert len(expected) == 12
+
+
+@pytest.mark.parametrize("on", ["2010-08-01", "2015-03-16", "2025-03-05", "2025-03-06", AS_AT])
+def test_q02_parties_on_a_date(store, on):
+    text = QUERIES["02-parties-on-a-date"].text.replace(f'"{AS_AT}"^^xsd:date', f'"{on}"^^xsd:date')
+    rows = select(store, text).rows
+    assert {_iso(r["state"]) for r in rows} == _parties(CCM, on)
+    if on == AS_AT:
+        assert len(rows) == 112 and "LTU" not in {_iso(r["state"]) for r in rows}
+
+
+def test_q03_steering_committee_from_seed_002(store):
+    rows = _run(store, "03-cmc-steering-committee").rows
+    names = {r["name"] for r in rows}
+    seed = (SETTINGS.reference_dir / "seeds" / "002_926435b054bf0d88.txt").read_text(encoding="utf-8")
+    for name in ("Mines Action Canada", "Human Rights Watch", "Norwegian People's Aid", "DanChurchAid",
+                 "Pax Christi", "Lebanon Landmine Resource Centre"):
+        assert name in seed and name in names
+    countries = {(r["name"], r.get("countryName")) for r in rows}
+    assert ("DanChurchAid", "Denmark") in countries
+    assert {c for n, c in countries if n == "Pax Christi"} == {"Ireland", "Netherlands (Kingdom of the)"}
+    assert {r["source"] for r in rows} == {"SEED-002"}
+
+
+def test_q04_timeline_of_lithuania(store):
+    rows = _run(store, "04-timeline-of-a-state").rows
+    dates = [r["date"] for r in rows]
+    assert dates == sorted(dates)
+    ccm = next(r for r in CCM if r["iso3"] == "LTU")
+    mbt = next(r for r in MBT if r["iso3"] == "LTU")
+    for value in (ccm["signature_date"], ccm["consent_date"], ccm["withdrawal_notification_date"],
+                  ccm["withdrawal_effective_date"], mbt["consent_date"], mbt["withdrawal_effective_date"]):
+        assert value in dates
+    assert rows[-1]["date"] == max(ccm["withdrawal_effective_date"], mbt["withdrawal_effective_date"])
+
+
+def test_q05_ccm_parties_not_mbt_parties(store):
+    rows = _run(store, "05-parties-to-one-treaty-not-another").rows
+    expected = _parties(CCM, AS_AT) - _parties(MBT, AS_AT)
+    assert {_iso(r["state"]) for r in rows} == expected
+    assert {"CUB", "LAO", "LBN"} <= expected
+
+
+def test_q06_sources_of_entry_into_force(store):
+    rows = _run(store, "06-sources-of-a-fact").rows
+    assert {r["value"] for r in rows} == {"2010-08-01"}
+    keys = {r["sourceKey"] for r in rows}
+    assert {"UNTC-2026-02-03", "SEED-001"} <= keys
+
+
+def test_q07_claims_against_records_2012(store):
+    rows = [r for r in _run(store, "07-claims-against-treaty-records").rows if r["asOf"] == "2012-01-04"]
+    by_measure = {r["measureLabel"]: r for r in rows}
+    on = "2012-01-04"
+    signed_or_acceded = {r["iso3"] for r in CCM if (r["signature_date"] and r["signature_date"] <= on)
+                         or (r["consent_type"] == "accession" and r["consent_date"] <= on)}
+    consents = {r["iso3"] for r in CCM if r["consent_date"] and r["consent_date"] <= on}
+    assert (len(signed_or_acceded), len(consents)) == (111, 67)
+    assert by_measure["number of signatories"]["claimed"] == "111"
+    assert by_measure["number of signatories"]["computed"] == str(len(signed_or_acceded))
+    assert by_measure["number of ratifications"]["claimed"] == "77"
+    assert by_measure["number of ratifications"]["computed"] == str(len(consents))
+    assert {r["sourceKey"] for r in rows} == {"SEED-001"}
+
+
+def test_q08_stockpiling_claims_conflict(store):
+    rows = [r for r in _run(store, "08-conflicting-claims").rows if r["measureLabel"] == "number of stockpiling states"]
+    assert {(r["value"], r["qualifierLabel"], r["sourceKey"]) for r in rows} == {
+        ("70", "more than", "SEED-000"), ("80", "more than", "SEED-001")}
+
+
+def test_q09_signatures_at_oslo(store):
+    rows = _run(store, "09-signatures-at-opening").rows
+    expected = Counter(r["signature_date"] for r in CCM if r["signature_date"] in ("2008-12-03", "2008-12-04"))
+    assert {r["date"]: int(r["signatures"]) for r in rows} == dict(expected)
+    assert sum(expected.values()) == 94
+
+
+def test_q10_thirtieth_instrument(store):
+    rows = _run(store, "10-entry-into-force-threshold").rows
+    consent_dates = sorted(r["consent_date"] for r in CCM if r["consent_date"])
+    assert {r["thirtieth"] for r in rows} == {consent_dates[29]} == {"2010-02-16"}
+    assert {_iso(r["state"]) for r in rows} == {r["iso3"] for r in CCM if r["consent_date"] == "2010-02-16"}
+    assert {r["entryIntoForce"] for r in rows} == {"2010-08-01"}
+
+
+def test_q11_withdrawals(store):
+    rows = _run(store, "11-withdrawals").rows
+    expected = {(r["iso3"], r["withdrawal_notification_date"], r["withdrawal_effective_date"])
+                for table in (CCM, MBT, CCW) for r in table if r.get("withdrawal_notification_date")}
+    got = {(next(k for k, v in COUNTRY_NAMES.items() if v == r["name"]), r["notified"], r.get("effective"))
+           for r in rows}
+    assert got == expected
+    assert ("LTU", "2024-09-06", "2025-03-06") in got
+
+
+def test_q12_status_counts(store):
+    rows = {_iso(r["treaty"]): r for r in _run(store, "12-treaty-status-counts").rows}
+    for slug, table in (("ccm", CCM), ("mbt", MBT), ("ccw", CCW)):
+        assert int(rows[slug]["parties"]) == len(_parties(table, AS_AT))
+        assert int(rows[slug]["signatoriesNotParties"]) == sum(
+            1 for r in table if r["signature_date"] and not r["consent_date"])
+    assert (rows["ccm"]["parties"], rows["ccm"]["signatoriesNotParties"], rows["ccm"]["withdrawals"]) == ("112", "12", "1")
+    assert rows["mbt"]["parties"] == "162"  # UNTC's count, Poland's withdrawal still pending
+
+
+def test_q13_cmc_members_from_seeds(store):
+    rows = {r["name"]: r for r in _run(store, "13-cmc-members").rows}
+    for name in ("Amnesty International", "Handicap International", "Human Rights Watch",
+                 "Swedish Peace and Arbitration Society", "Legacies of War", "Mines Action Canada"):
+        assert name in rows
+    assert "founding member" in rows["Mines Action Canada"]["roles"]
+    assert "steering committee member" in rows["Mines Action Canada"]["roles"]
+    assert set(rows["Human Rights Watch"]["sources"].split("; ")) >= {"SEED-000", "SEED-001", "SEED-002"}
+
+
+def test_q14_icbl_cmc_structure(store):
+    rows = _run(store, "14-icbl-cmc-structure").rows
+    relations = {(r["relation"], r["partLabel"]) for r in rows}
+    assert ("ambassador of", "Jody Williams") in relations
+    assert ("ambassador of", "Tun Channareth") in relations
+    assert ("ambassador of", "Margaret Arech Orech") in relations
+    assert {p for rel, p in relations if rel == "merged into"} >= {"International Campaign to Ban Landmines",
+                                                                  "Cluster Munition Coalition"}
+    assert sum(1 for rel, _ in relations if rel == "governance body of") >= 2
+
+
+def test_q15_survivors_from_seed_001(store):
+    rows = _run(store, "15-survivors").rows
+    people = {r["name"]: r for r in rows}
+    assert set(people) == {"Tun Channareth", "Margaret Arech Orech", "Branislav Kapetanovic"}
+    assert people["Tun Channareth"]["nationality"] == "Cambodia"
+    assert people["Margaret Arech Orech"]["nationality"] == "Uganda"
+
+
+def test_q16_new_parties_per_year(store):
+    rows = _run(store, "16-new-parties-per-year").rows
+    names = {"ccm": "Convention on Cluster Munitions"}
+    got = {int(r["year"]): int(r["newParties"]) for r in rows if r["treatyName"] == names["ccm"]}
+    expected = Counter(int(r["consent_date"][:4]) for r in CCM if r["consent_date"])
+    assert got == dict(expected)
+
+
+def test_q17_entry_into_force_for_states(store):
+    rows = {r["name"]: r for r in _run(store, "17-entry-into-force-for-states").rows}
+    expected = {COUNTRY_NAMES[r["iso3"]]: r["eif_for_state_derived_art17"] for r in CCM if r["eif_for_state_derived_art17"]}
+    assert {n: r["entryIntoForce"] for n, r in rows.items()} == expected
+    assert set(rows["Canada"]["sources"].split("; ")) == {"UNTC-2026-02-03-ART17", "CMC-CANADA-2015"}
+    assert rows["Canada"]["entryIntoForce"] == "2015-09-01"
+
+
+def test_q18_foundings_and_mergers(store):
+    rows = _run(store, "18-foundings-and-mergers").rows
+    cmc = {(r["date"], r["sourceKey"]) for r in rows if r["organizationName"] == "Cluster Munition Coalition"
+           and r["what"] == "founding"}
+    assert ("2003-11", "SEED-000") in cmc and ("2003-11-13", "DEWP-CMC") in cmc
+    assert any(r["what"] == "merger" and r["date"] == "2011" for r in rows)
+
+
+def test_q19_search_by_label(store):
+    rows = _run(store, "19-search-by-label").rows
+    assert rows and all("landmine" in r["label"].lower() for r in rows)
+    assert "International Campaign to Ban Landmines" in {r["label"] for r in rows}
+
+
+def test_q20_conflicting_dates(store):
+    rows = _run(store, "20-conflicting-dates").rows
+    guinea_bissau = {(r["date"], r["sourceKey"]) for r in rows if "GNB" in r["subject"]}
+    untc = next(r["signature_date"] for r in CCM if r["iso3"] == "GNB")
+    assert guinea_bissau == {(untc, "UNTC-2026-02-03"), ("2008-12-03", "MONITOR-2022")}

@@ -100,7 +100,7 @@ def stats_command(build_dir):
     for row in graphs.rows:
         click.echo(f"  {int(row['n']):>7}  {row['g']}")
     classes = select(store, "SELECT ?class (COUNT(DISTINCT ?s) AS ?n) WHERE { ?s a ?class "
-                            "FILTER(STRSTARTS(STR(?s), STR(?entityNamespace))) } GROUP BY ?class "
+                            "FILTER(STRSTARTS(STR(?s), STR(id:))) } GROUP BY ?class "
                             "ORDER BY DESC(?n) ?class", asserted_only=True)
     click.echo("entities per class (asserted)")
     for row in classes.rows:

@@ -70,7 +70,7 @@ def render(ontology_file: Path = ONTOLOGY_FILE) -> str:
     names = sorted({str(s)[len(str(cmc)):] for s in g.subjects() if isinstance(s, URIRef) and str(s).startswith(str(cmc))})
     terms = "\n".join(f"    {name}: URIRef" for name in names)
     id_prefixes = "\n".join(f'    "{prefix}": Namespace(str(ID) + "{kind}/"),' for kind, prefix in ENTITY_KINDS.items())
-    id_prefixes += '\n    "graph": GRAPH,'
+    id_prefixes += '\n    "id": ID,\n    "graph": GRAPH,'
     return TEMPLATE.format(ontology=str(ontology), version=str(version), entity_ns=entity_ns,
                            graph_ns=graph_ns, cmc_ns=str(cmc), terms=terms, id_prefixes=id_prefixes)
 

@@ -115,6 +115,7 @@ class CMC(DefinedNamespace):
     authenticLanguage: URIRef
     award: URIRef
     birthDate: URIRef
+    campaignsAgainst: URIRef
     city: URIRef
     claimSubject: URIRef
     commit: URIRef
@@ -177,6 +178,7 @@ PREFIXES = {
     "office": Namespace(str(ID) + "office/"),
     "note": Namespace(str(ID) + "note/"),
     "source": Namespace(str(ID) + "source/"),
+    "id": ID,
     "graph": GRAPH,
 }
 

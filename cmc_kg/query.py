@@ -3,8 +3,8 @@
 The dataset a query sees: the default graph is the union of every named graph (ontology,
 sources, each source's facts and the inferred triples); `GRAPH ?g` tells them apart.
 With ``asserted_only`` the inferred graph is left out of the default graph.
-Every query may use the project's prefixes without declaring them, and ``?entityNamespace``
-is bound to the base of the graph's entity IRIs.
+Every query may use the project's prefixes without declaring them; ``id:`` is the base of the
+graph's entity IRIs, so ``STRSTARTS(STR(?x), STR(id:))`` picks out the entities the graph mints.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from .namespaces import ID, INFERRED_GRAPH, PREFIXES
+from .namespaces import INFERRED_GRAPH, PREFIXES
 from .settings import Settings
 
 __all__ = ["QueryError", "Rows", "open_store", "run_query", "select", "format_rows", "RESULT_FORMATS", "example_queries",
@@ -62,14 +62,10 @@ def _default_graph(store: ox.Store, asserted_only: bool):
     return {"default_graph": [g for g in store.named_graphs() if g.value != str(INFERRED_GRAPH)]}
 
 
-_SUBSTITUTIONS = {ox.Variable("entityNamespace"): ox.NamedNode(str(ID))}
-
-
 def run_query(store: ox.Store, text: str, asserted_only: bool = False):
     """Evaluate a query; raise QueryError with the parser's message if it is malformed."""
     try:
-        return store.query(text, prefixes=PREFIX_MAP, substitutions=_SUBSTITUTIONS,
-                           **_default_graph(store, asserted_only))
+        return store.query(text, prefixes=PREFIX_MAP, **_default_graph(store, asserted_only))
     except SyntaxError as error:
         raise QueryError(str(error)) from None
 

@@ -1,0 +1,235 @@
+"""Turn the sourced tables in reference/ into Turtle in graph/ (`cmc-kg import-tables`).
+
+The tables are the record (reference/SOURCES.md says where each value comes from); the Turtle
+they produce is committed so that a reader of graph/ sees every fact, and regenerated, never
+hand-edited. Output is sorted and byte-stable, so a diff of graph/ shows only what the tables changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from rdflib import Literal, URIRef
+
+from .namespaces import CMC, DCTERMS, PREFIXES, RDF, RDFS, XSD
+
+__all__ = ["import_tables", "TREATIES", "TableError"]
+
+ACTION = PREFIXES["action"]
+COUNTRY = PREFIXES["country"]
+NOTE = PREFIXES["note"]
+TREATY = PREFIXES["treaty"]
+
+# UNTC MTDSG number -> (treaty slug, name used in action labels).
+TREATIES = {
+    "XXVI-6": ("ccm", "Convention on Cluster Munitions"),
+    "XXVI-5": ("mbt", "Mine Ban Treaty"),
+    "XXVI-2": ("ccw", "Convention on Certain Conventional Weapons"),
+    "XXVI-2-a": ("ccw-protocol-iv", "CCW Protocol IV"),
+    "XXVI-2-b": ("ccw-amended-protocol-ii", "CCW Amended Protocol II"),
+    "XXVI-2-c": ("ccw-amendment-article-i", "CCW Amendment to Article I"),
+    "XXVI-2-d": ("ccw-protocol-v", "CCW Protocol V"),
+}
+
+# UNTC consent types (reference/SOURCES.md) -> (class, IRI segment, label).
+CONSENT = {
+    "ratification": (CMC.Ratification, "ratification", "ratification"),
+    "acceptance": (CMC.Acceptance, "acceptance", "acceptance"),
+    "approval": (CMC.Approval, "approval", "approval"),
+    "accession": (CMC.Accession, "accession", "accession"),
+    "succession": (CMC.Succession, "succession", "succession"),
+    "consent_to_be_bound": (CMC.ConsentToBeBound, "consent", "consent to be bound"),
+}
+
+PARTICIPANT_FILES = {
+    "ccm": "ccm_participants_untc.csv",
+    "mbt": "mbt_participants_untc.csv",
+    "ccw": "ccw_participants_untc.csv",
+    "ccw-protocols": "ccw_protocols_participants_untc.csv",
+}
+COUNTRIES_FILE = "countries_iso_wikidata_owid.csv"
+NOTES_FILE = "untc_footnotes_ccm_mbt_ccw.csv"
+
+# The folders (source slugs) the generated files go to.
+UNTC_FOLDER = "untc-2026-02-03"
+ART17_FOLDER = "untc-2026-02-03-art17"
+ISO_FOLDER = "iso-codes"
+
+
+class TableError(Exception):
+    """A reference table has a value the import cannot place; the message names file and line."""
+
+
+def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return [(number, row) for number, row in enumerate(csv.DictReader(handle), start=2)]
+
+
+_LOCAL_NAME_ESCAPES = re.compile(r"([/~!$&'()*+,;=?#@%])")
+_PREFIX_ORDER = sorted(PREFIXES.items(), key=lambda item: -len(str(item[1])))
+
+
+def _name(iri: URIRef) -> str:
+    """A prefixed name for an IRI, escaping what Turtle does not allow unescaped in a local name.
+
+    >>> _name(URIRef(str(PREFIXES["action"]) + "ccm/AFG/signature"))
+    'action:ccm\\\\/AFG\\\\/signature'
+    """
+    for prefix, namespace in _PREFIX_ORDER:
+        if iri.startswith(str(namespace)) and len(iri) > len(str(namespace)):
+            local = str(iri)[len(str(namespace)):]
+            return f"{prefix}:" + _LOCAL_NAME_ESCAPES.sub(r"\\\1", local)
+    return f"<{iri}>"
+
+
+def _term(value) -> str:
+    if isinstance(value, URIRef):
+        return _name(value)
+    literal = value if isinstance(value, Literal) else Literal(value)
+    text = literal.n3()
+    if literal.datatype:
+        text = text.rsplit("^^", 1)[0] + "^^" + _name(literal.datatype)
+    return text
+
+
+class _Turtle:
+    """Statements grouped by subject, written sorted, with the prefixes they use."""
+
+    def __init__(self):
+        self.statements: dict[URIRef, set[tuple[URIRef, object]]] = defaultdict(set)
+
+    def add(self, subject: URIRef, predicate: URIRef, value) -> None:
+        self.statements[subject].add((predicate, value))
+
+    def render(self, header: str) -> str:
+        body = []
+        for subject in sorted(self.statements):
+            pairs = sorted(self.statements[subject], key=lambda pv: (pv[0] != RDF.type, str(pv[0]), _term(pv[1])))
+            lines = [f"    {'a' if p == RDF.type else _name(p)} {_term(v)}" for p, v in pairs]
+            body.append(_name(subject) + "\n" + " ;\n".join(lines) + " .\n")
+        text = "\n".join(body)
+        used = sorted({p for p in PREFIXES if re.search(rf"(^|[\s(^]){re.escape(p)}:", text, re.M)})
+        prefixes = "".join(f"@prefix {p}: <{PREFIXES[p]}> .\n" for p in used)
+        return header + prefixes + "\n" + text
+
+
+def _date(value: str) -> Literal:
+    return Literal(value, datatype=XSD.date)
+
+
+def _countries(reference: Path) -> tuple[_Turtle, dict[str, str]]:
+    """Every ISO 3166-1 entry of ISO-CODES 4.15 with its codes and names; returns ISO3 -> English name too."""
+    turtle, names = _Turtle(), {}
+    for line, row in _rows(reference / COUNTRIES_FILE):
+        if row["row_kind"] != "iso3166_1":
+            continue
+        code = row["iso_alpha3"]
+        if not re.fullmatch(r"[A-Z]{3}", code) or not re.fullmatch(r"[A-Z]{2}", row["iso_alpha2"]):
+            raise TableError(f"{reference / COUNTRIES_FILE}:{line}: not an ISO 3166-1 code pair: {code!r}, {row['iso_alpha2']!r}")
+        country = COUNTRY[code]
+        names[code] = row["iso_codes_4_15_name"]
+        turtle.add(country, RDF.type, CMC.Country)
+        turtle.add(country, RDFS.label, Literal(row["iso_codes_4_15_name"], lang="en"))
+        turtle.add(country, CMC.isoAlpha3, Literal(code))
+        turtle.add(country, CMC.isoAlpha2, Literal(row["iso_alpha2"]))
+        if row["iso_codes_4_15_official_name"]:
+            turtle.add(country, CMC.officialName, Literal(row["iso_codes_4_15_official_name"], lang="en"))
+    return turtle, names
+
+
+class _Participants:
+    """The UNTC participant tables as treaty actions, in the UNTC graph and the derived Art. 17 graph."""
+
+    def __init__(self, reference: Path, names: dict[str, str]):
+        self.reference, self.names = reference, names
+        self.untc_names: dict[str, str] = {}
+        self.untc = _Turtle()
+        self.derived = _Turtle()
+
+    def action(self, turtle: _Turtle, mtdsg: str, code: str, kind: URIRef, segment: str, label: str, date: str) -> URIRef:
+        slug, treaty_name = TREATIES[mtdsg]
+        iri = ACTION[f"{slug}/{code}/{segment}"]
+        turtle.add(iri, RDF.type, kind)
+        turtle.add(iri, RDFS.label, Literal(f"{self.names[code]}: {label}, {treaty_name}", lang="en"))
+        turtle.add(iri, CMC.actor, COUNTRY[code])
+        turtle.add(iri, CMC.treaty, TREATY[slug])
+        turtle.add(iri, CMC.date, _date(date))
+        return iri
+
+    def read(self, key: str) -> None:
+        path = self.reference / PARTICIPANT_FILES[key]
+        for line, row in _rows(path):
+            where = f"{path}:{line}"
+            mtdsg, code = row["untc_mtdsg"], row["iso3"]
+            if mtdsg not in TREATIES or code not in self.names:
+                raise TableError(f"{where}: unknown treaty {mtdsg!r} or ISO 3166-1 code {code!r}")
+            if self.untc_names.setdefault(row["untc_participant"], code) != code:
+                raise TableError(f"{where}: {row['untc_participant']!r} names two countries")
+            self.untc.add(COUNTRY[code], CMC.untcName, Literal(row["untc_participant"], lang="en"))
+            if row.get("signature_date"):
+                self.action(self.untc, mtdsg, code, CMC.Signature, "signature", "signature", row["signature_date"])
+            if row.get("provisional_application_date"):
+                self.action(self.untc, mtdsg, code, CMC.ProvisionalApplication, "provisional-application",
+                            "provisional application", row["provisional_application_date"])
+            if row["consent_type"]:
+                if row["consent_type"] not in CONSENT or not row["consent_date"]:
+                    raise TableError(f"{where}: consent type {row['consent_type']!r} without a known kind or date")
+                self.action(self.untc, mtdsg, code, *CONSENT[row["consent_type"]], row["consent_date"])
+            if row.get("withdrawal_notification_date"):
+                self.action(self.untc, mtdsg, code, CMC.WithdrawalNotification, "withdrawal-notification",
+                            "notification of withdrawal", row["withdrawal_notification_date"])
+            if row.get("withdrawal_effective_date"):
+                effective = self.action(self.untc, mtdsg, code, CMC.WithdrawalEffective, "withdrawal-effective",
+                                        "withdrawal takes effect", row["withdrawal_effective_date"])
+                if row["withdrawal_effective_date"] > row["untc_status_as_at"]:
+                    self.untc.add(effective, DCTERMS.description, Literal(
+                        f"Scheduled: the depositary's status as at {row['untc_status_as_at']} gives this date as the "
+                        f"day the withdrawal is to take effect.", lang="en"))
+            if row.get("eif_for_state_derived_art17"):
+                self.action(self.derived, mtdsg, code, CMC.EntryIntoForceForState, "entry-into-force",
+                            "entry into force for the state", row["eif_for_state_derived_art17"])
+
+    def notes(self) -> _Turtle:
+        """The depositary's end-notes, each linked to the participants it names."""
+        path = self.reference / NOTES_FILE
+        turtle = _Turtle()
+        for line, row in _rows(path):
+            slug, treaty_name = TREATIES[row["untc_mtdsg"]]
+            note = NOTE[f"{slug}/{row['note_no']}"]
+            turtle.add(note, RDF.type, CMC.DepositaryNote)
+            turtle.add(note, RDFS.label, Literal(f"UNTC end-note {row['note_no']}, {treaty_name}", lang="en"))
+            turtle.add(note, CMC.treaty, TREATY[slug])
+            turtle.add(note, CMC.ordinal, Literal(int(row["note_no"])))
+            turtle.add(note, RDF.value, Literal(row["note_text"], lang="en"))
+            for name in filter(None, (n.strip() for n in row["participants"].split(";"))):
+                if name not in self.untc_names:
+                    raise TableError(f"{path}:{line}: participant {name!r} is in no participant table")
+                turtle.add(note, CMC.concerns, COUNTRY[self.untc_names[name]])
+        return turtle
+
+
+def import_tables(reference: Path, graph_dir: Path) -> dict[Path, int]:
+    """Write the generated Turtle files; return each file with its number of statements."""
+    countries, names = _countries(reference)
+    participants = _Participants(reference, names)
+    for key in PARTICIPANT_FILES:
+        participants.read(key)
+    notes = participants.notes()
+    outputs = {
+        graph_dir / ISO_FOLDER / "countries.ttl": (countries, [COUNTRIES_FILE]),
+        graph_dir / UNTC_FOLDER / "participants.ttl": (participants.untc, list(PARTICIPANT_FILES.values())),
+        graph_dir / UNTC_FOLDER / "notes.ttl": (notes, [NOTES_FILE]),
+        graph_dir / ART17_FOLDER / "entry-into-force-for-states.ttl": (participants.derived, [
+            PARTICIPANT_FILES["ccm"], PARTICIPANT_FILES["mbt"]]),
+    }
+    written = {}
+    for path, (turtle, tables) in outputs.items():
+        header = (f"# GENERATED by `cmc-kg import-tables` from {', '.join('reference/' + t for t in tables)}.\n"
+                  f"# Edit the tables (and reference/SOURCES.md), not this file.\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(turtle.render(header), encoding="utf-8")
+        written[path] = sum(len(pairs) for pairs in turtle.statements.values())
+    return written

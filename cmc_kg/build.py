@@ -21,7 +21,6 @@ import owlrl
 import pyoxigraph as ox
 from rdflib import BNode, Dataset, Graph, Literal, URIRef
 from rdflib.compare import to_canonical_graph
-from rdflib.plugins.parsers.notation3 import BadSyntax
 
 from .namespaces import (CMC, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY_GRAPH, OWL, PROV, RDF, RDFS, SOURCES_GRAPH, XSD,
                          bind_prefixes)
@@ -76,15 +75,17 @@ def source_slug(key: str) -> str:
 
 
 def _parse_turtle(path: Path) -> Graph:
-    graph = Graph()
+    """Parse strictly first: Oxigraph rejects what other tools would reject and counts lines exactly."""
     try:
-        graph.parse(path, format="turtle")
-    except BadSyntax as error:
-        line = re.search(r"at line (\d+)", str(error))
-        why = getattr(error, "_why", None) or str(error).splitlines()[-1]
-        raise BuildError(f"{path}:{line.group(1) if line else '?'}: bad Turtle: {why}") from None
-    except Exception as error:  # any other parser failure still names the file
-        raise BuildError(f"{path}: cannot parse: {error}") from None
+        for _ in ox.parse(path=str(path), format=ox.RdfFormat.TURTLE):
+            pass
+    except SyntaxError as error:
+        why = re.sub(r"^Parser error at line \d+ column \d+: | \([^()]*, line \d+\)$", "", str(error))
+        raise BuildError(f"{path}:{error.lineno}: bad Turtle: {why}") from None
+    except OSError as error:
+        raise BuildError(f"{path}: cannot read: {error}") from None
+    graph = Graph()
+    graph.parse(path, format="turtle")
     # Blank nodes get names derived from their content and file, so dumps are byte-identical.
     canonical = to_canonical_graph(graph)
     salt = hashlib.sha1(str(path.name).encode()).hexdigest()[:8]

@@ -41,7 +41,7 @@ def test_minted_terms_are_aligned_to_reused_vocabularies():
 
 
 def test_no_project_iri_spelled_in_python_outside_namespaces_module():
-    base = str(ONTOLOGY).rsplit("/", 1)[0]  # https://w3id.org/cmc-kg
+    base = str(ONTOLOGY).rsplit("/", 1)[0]
     host_and_path = re.escape(base.split("://", 1)[1])
     offenders = []
     for path in sorted(REPO_ROOT.glob("**/*.py")):

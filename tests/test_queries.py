@@ -74,7 +74,7 @@ def test_q03_steering_committee_from_seed_002(store):
         assert name in seed and name in names
     countries = {(r["name"], r.get("countryName")) for r in rows}
     assert ("DanChurchAid", "Denmark") in countries
-    assert {c for n, c in countries if n == "Pax Christi"} == {"Ireland", "Netherlands (Kingdom of the)"}
+    assert {c for n, c in countries if n == "Pax Christi"} == {"Ireland", "Netherlands"}
     assert {r["source"] for r in rows} == {"SEED-002"}
 
 
@@ -211,6 +211,11 @@ def test_q18_foundings_and_mergers(store):
            and r["what"] == "founding"}
     assert ("2003-11", "SEED-000") in cmc and ("2003-11-13", "DEWP-CMC") in cmc
     assert any(r["what"] == "merger" and r["date"] == "2011" for r in rows)
+    # One row per event and source, with a place only where that source names one.
+    keys = [(r["what"], r["organizationName"], r["date"], r["sourceKey"]) for r in rows]
+    assert len(keys) == len(set(keys))
+    places = {(r["date"], r["sourceKey"]): r.get("placeName") for r in rows if r["organizationName"] == "Cluster Munition Coalition"}
+    assert places[("2003-11-13", "DEWP-CMC")] == "The Hague" and places[("2003-11", "SEED-000")] is None
 
 
 def test_q19_search_by_label(store):

@@ -1,0 +1,31 @@
+"""`cmc-kg import-tables`: the committed Turtle is exactly what the reference tables give, and bad rows are named."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from cmc_kg.settings import Settings
+from cmc_kg.tables import TableError, import_tables
+
+SETTINGS = Settings()
+
+
+def test_committed_turtle_is_what_the_tables_give(tmp_path):
+    written = import_tables(SETTINGS.reference_dir, tmp_path)
+    assert written
+    for path in written:
+        committed = SETTINGS.graph_dir / path.relative_to(tmp_path)
+        assert committed.read_bytes() == path.read_bytes(), f"{committed} is stale: run `cmc-kg import-tables`"
+
+
+def test_unknown_country_code_names_file_and_line(tmp_path):
+    reference = tmp_path / "reference"
+    shutil.copytree(SETTINGS.reference_dir, reference)
+    table = reference / "ccm_participants_untc.csv"
+    lines = table.read_text(encoding="utf-8").splitlines()
+    lines[4] = lines[4].replace(",AGO,", ",XXX,")
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(TableError, match=r"ccm_participants_untc\.csv:5: .*'XXX'"):
+        import_tables(reference, tmp_path / "graph")

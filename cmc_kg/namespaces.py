@@ -27,6 +27,7 @@ class CMC(DefinedNamespace):
     Acceptance: URIRef
     Accession: URIRef
     Adoption: URIRef
+    AdvisoryCommittee: URIRef
     AmbassadorRole: URIRef
     AntiPersonnelMine: URIRef
     Approval: URIRef
@@ -51,6 +52,7 @@ class CMC(DefinedNamespace):
     FoundingMemberRole: URIRef
     FoundingOrganizationRole: URIRef
     Goal: URIRef
+    GovernanceBoard: URIRef
     GovernanceBody: URIRef
     Initiative: URIRef
     Landmine: URIRef
@@ -95,6 +97,7 @@ class CMC(DefinedNamespace):
     SourceQualities: URIRef
     SourceQuality: URIRef
     StaffRole: URIRef
+    SteeringCommittee: URIRef
     SteeringCommitteeMemberRole: URIRef
     StrategicObjective: URIRef
     Succession: URIRef

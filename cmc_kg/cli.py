@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -117,23 +118,44 @@ def import_tables_command():
         click.echo(f"  {count:>7} triples  {path}")
 
 
+def _setting_help(name: str) -> str:
+    from .settings import ServerConfig
+
+    return next(f.metadata["help"] for f in fields(ServerConfig) if f.name == name)
+
+
 @main.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
-@click.option("--threads", default=4, show_default=True, type=int, help="Worker threads.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
+              help="A TOML file of settings (overridden by CMC_* environment variables and by flags).")
+@click.option("--host", default=None, help=_setting_help("host"))
+@click.option("--port", default=None, type=int, help=_setting_help("port"))
+@click.option("--threads", default=None, type=int, help=_setting_help("threads"))
+@click.option("--workers", default=None, type=int, help=_setting_help("workers"))
+@click.option("--query-timeout", default=None, type=float, help=_setting_help("query_timeout"))
+@click.option("--max-rows", default=None, type=int, help=_setting_help("max_rows"))
+@click.option("--max-request-bytes", default=None, type=int, help=_setting_help("max_request_bytes"))
+@click.option("--service-allowlist", default=None, help=_setting_help("service_allowlist"))
+@click.option("--cache-entries", default=None, type=int, help=_setting_help("cache_entries"))
 @build_dir_option
-def serve_command(host, port, threads, build_dir):
-    """Serve the latest build as a SPARQL endpoint (building first if there is none)."""
+def serve_command(config_file, **flags):
+    """Serve the latest build: SPARQL endpoint, query page and entity pages (building first if there is none)."""
     import waitress
 
     from server import create_app
 
-    settings = _settings(build_dir)
+    from .settings import ServerConfig
+
+    try:
+        config = ServerConfig.load(Path(config_file) if config_file else None, **flags)
+    except ValueError as bad:
+        raise click.UsageError(str(bad)) from None
+    settings = config.paths()
     if not settings.dump_file.exists():
         _run_build(settings, write=True)
-    app = create_app(settings)
-    click.echo(f"cmc-kg SPARQL endpoint on http://{host}:{port}/sparql", err=True)
-    waitress.serve(app, host=host, port=port, threads=threads, ident="cmc-kg")
+    app = create_app(config)
+    click.echo(f"cmc-kg SPARQL endpoint on http://{config.host}:{config.port}/sparql", err=True)
+    waitress.serve(app, host=config.host, port=config.port, threads=config.threads, ident="cmc-kg",
+                   max_request_body_size=config.max_request_bytes, channel_timeout=max(30, config.query_timeout * 3))
 
 
 if __name__ == "__main__":

@@ -17,12 +17,14 @@ from rdflib.namespace import DCTERMS, FOAF, ORG, OWL, PROV, RDF, RDFS, SDO, SKOS
 
 __all__ = ["CMC", "ONTOLOGY", "ONTOLOGY_VERSION", "ID", "GRAPH", "PREFIXES", "bind_prefixes",
            "ONTOLOGY_GRAPH", "SOURCES_GRAPH", "INFERRED_GRAPH",
-           "DCTERMS", "FOAF", "ORG", "OWL", "PROV", "RDF", "RDFS", "SDO", "SKOS", "TIME", "VANN", "XSD"]
+           "DCTERMS", "FOAF", "ORG", "OWL", "PROV", "RDF", "RDFS", "SDO", "SKOS", "TIME", "VANN", "XSD",
+           {extra_names}]
 
 ONTOLOGY = URIRef({ontology!r})
 ONTOLOGY_VERSION = URIRef({version!r})
 ID = Namespace({entity_ns!r})
 GRAPH = Namespace({graph_ns!r})
+{extra_namespaces}
 
 # The named graphs the build writes besides one per source folder.
 ONTOLOGY_GRAPH = GRAPH.ontology
@@ -43,6 +45,7 @@ PREFIXES = {{
     "cmc": CMC._NS, "owl": OWL, "rdf": RDF, "rdfs": RDFS, "xsd": XSD, "skos": SKOS,
     "dcterms": DCTERMS, "org": ORG, "prov": PROV, "schema": SDO, "foaf": FOAF, "time": TIME,
 {id_prefixes}
+{extra_prefixes}
 }}
 
 
@@ -60,6 +63,10 @@ ENTITY_KINDS = {"country": "country", "org": "kgorg", "person": "person", "place
                 "goal": "goal", "office": "office", "note": "note", "source": "source"}
 
 
+# Vocabularies rdflib does not ship, taken from the ontology's prefix lines.
+EXTRA_VOCABULARIES = ("sd", "void")
+
+
 def render(ontology_file: Path = ONTOLOGY_FILE) -> str:
     g = Graph().parse(ontology_file)
     cmc = g.namespace_manager.store.namespace("cmc")
@@ -71,8 +78,12 @@ def render(ontology_file: Path = ONTOLOGY_FILE) -> str:
     terms = "\n".join(f"    {name}: URIRef" for name in names)
     id_prefixes = "\n".join(f'    "{prefix}": Namespace(str(ID) + "{kind}/"),' for kind, prefix in ENTITY_KINDS.items())
     id_prefixes += '\n    "id": ID,\n    "graph": GRAPH,'
+    extra = sorted((prefix, str(ns)) for prefix, ns in g.namespaces() if prefix in EXTRA_VOCABULARIES)
     return TEMPLATE.format(ontology=str(ontology), version=str(version), entity_ns=entity_ns,
-                           graph_ns=graph_ns, cmc_ns=str(cmc), terms=terms, id_prefixes=id_prefixes)
+                           graph_ns=graph_ns, cmc_ns=str(cmc), terms=terms, id_prefixes=id_prefixes,
+                           extra_names=", ".join(f'"{p.upper()}"' for p, _ in extra),
+                           extra_namespaces="".join(f"{p.upper()} = Namespace({ns!r})\n" for p, ns in extra),
+                           extra_prefixes="".join(f'    "{p}": {p.upper()},\n' for p, _ in extra).rstrip("\n"))
 
 
 def main() -> int:

@@ -5,12 +5,16 @@ from rdflib.namespace import DCTERMS, FOAF, ORG, OWL, PROV, RDF, RDFS, SDO, SKOS
 
 __all__ = ["CMC", "ONTOLOGY", "ONTOLOGY_VERSION", "ID", "GRAPH", "PREFIXES", "bind_prefixes",
            "ONTOLOGY_GRAPH", "SOURCES_GRAPH", "INFERRED_GRAPH",
-           "DCTERMS", "FOAF", "ORG", "OWL", "PROV", "RDF", "RDFS", "SDO", "SKOS", "TIME", "VANN", "XSD"]
+           "DCTERMS", "FOAF", "ORG", "OWL", "PROV", "RDF", "RDFS", "SDO", "SKOS", "TIME", "VANN", "XSD",
+           "SD", "VOID"]
 
 ONTOLOGY = URIRef('https://w3id.org/cmc-kg/ontology')
 ONTOLOGY_VERSION = URIRef('https://w3id.org/cmc-kg/ontology/0.1.0')
 ID = Namespace('https://w3id.org/cmc-kg/id/')
 GRAPH = Namespace('https://w3id.org/cmc-kg/graph/')
+SD = Namespace('http://www.w3.org/ns/sparql-service-description#')
+VOID = Namespace('http://rdfs.org/ns/void#')
+
 
 # The named graphs the build writes besides one per source folder.
 ONTOLOGY_GRAPH = GRAPH.ontology
@@ -183,6 +187,8 @@ PREFIXES = {
     "source": Namespace(str(ID) + "source/"),
     "id": ID,
     "graph": GRAPH,
+    "sd": SD,
+    "void": VOID,
 }
 
 

@@ -9,28 +9,19 @@ graph's entity IRIs, so ``STRSTARTS(STR(?x), STR(id:))`` picks out the entities 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyoxigraph as ox
 
+from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions, write_triples
 from .namespaces import INFERRED_GRAPH, PREFIXES
 from .settings import Settings
 
-__all__ = ["QueryError", "Rows", "open_store", "run_query", "select", "format_rows", "RESULT_FORMATS", "example_queries",
+__all__ = ["PREFIX_MAP", "QueryError", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
            "ExampleQuery"]
 
 PREFIX_MAP = {prefix: str(ns) for prefix, ns in PREFIXES.items()}
-
-# Result serialisations of SELECT/ASK by the names the command line and the server use.
-RESULT_FORMATS = {
-    "json": ("application/sparql-results+json", ox.QueryResultsFormat.JSON),
-    "xml": ("application/sparql-results+xml", ox.QueryResultsFormat.XML),
-    "csv": ("text/csv", ox.QueryResultsFormat.CSV),
-    "tsv": ("text/tab-separated-values", ox.QueryResultsFormat.TSV),
-}
-
 
 class QueryError(Exception):
     """The query cannot be run; the message is the parser's."""
@@ -84,14 +75,14 @@ def select(store: ox.Store, text: str, asserted_only: bool = False) -> Rows:
 
 
 def format_rows(result, fmt: str) -> str:
-    """Serialise a query result for the terminal: a text table, CSV, TSV, XML or SPARQL JSON."""
-    if isinstance(result, ox.QueryBoolean):
-        return json.dumps({"head": {}, "boolean": bool(result)}) if fmt == "json" else str(bool(result)).lower()
+    """Serialise a query result for the terminal: a text table, or one of the SPARQL results formats."""
     if isinstance(result, ox.QueryTriples):
-        return result.serialize(format=ox.RdfFormat.TURTLE).decode("utf-8")
-    if fmt in RESULT_FORMATS:
-        return result.serialize(format=RESULT_FORMATS[fmt][1]).decode("utf-8")
+        return write_triples(list(result), RDF_FORMATS["turtle"], PREFIX_MAP).decode("utf-8")
+    if isinstance(result, ox.QueryBoolean):
+        return write_boolean(bool(result), RESULT_FORMATS.get(fmt, RESULT_FORMATS["tsv"])).decode("utf-8")
     names = [v.value for v in result.variables]
+    if fmt in RESULT_FORMATS:
+        return write_solutions(names, list(result), RESULT_FORMATS[fmt]).decode("utf-8")
     table = [[_plain(s[n]) or "" for n in names] for s in result]
     widths = [max([len(n)] + [len(r[i]) for r in table]) for i, n in enumerate(names)]
     line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()

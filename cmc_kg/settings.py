@@ -1,11 +1,13 @@
-"""Where cmc-kg reads its sources and writes its build, in one place."""
+"""Where cmc-kg reads its sources and writes its build, and how its server is set up: in one place."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "Settings"]
+__all__ = ["REPO_ROOT", "ServerConfig", "Settings"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,3 +55,62 @@ class Settings:
     @property
     def report_file(self) -> Path:
         return self.build_dir / "build-report.json"
+
+
+def _setting(default, help: str, env=None):
+    """A server setting: its default, the help the CLI and README show, and how to read it from a string."""
+    return field(default=default, metadata={"help": help, "parse": env or type(default)})
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(word for word in text.replace(",", " ").split() if word)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Settings of `cmc-kg serve`: defaults < config file (TOML) < CMC_* environment variables < flags."""
+
+    host: str = _setting("127.0.0.1", "Interface to listen on; the default answers only this machine.")
+    port: int = _setting(8000, "TCP port to listen on.")
+    threads: int = _setting(16, "HTTP threads; each waits on one query at a time.")
+    workers: int = _setting(2, "Query processes; each holds the graph in memory and is killed if its query runs too long.")
+    query_timeout: float = _setting(10.0, "Seconds a query may run; past it the query is stopped and answered with 503.")
+    max_rows: int = _setting(10_000, "Most solutions or triples one answer holds; a longer answer is cut and says so "
+                                     "in the X-SPARQL-MaxRows header.")
+    max_request_bytes: int = _setting(1_000_000, "Largest request body or query string; a larger one gets 413.")
+    service_allowlist: tuple[str, ...] = _setting((), "SPARQL endpoints a query may call with SERVICE "
+                                                      "(space- or comma-separated IRIs); empty: none.", _words)
+    cache_entries: int = _setting(2048, "Answers kept in memory, keyed by query and build; 0 turns the cache off.")
+    build_dir: str = _setting("", "Folder of the build to serve (default: build/ in the checkout).")
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, environ: dict[str, str] | None = None, **flags) -> "ServerConfig":
+        """Merge the four layers; raise ValueError naming any unknown or malformed setting."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, object] = {}
+
+        def put(name: str, value, origin: str):
+            if name not in known:
+                raise ValueError(f"unknown setting {name!r} in {origin}; known: {', '.join(sorted(known))}")
+            parse = known[name].metadata["parse"]
+            try:
+                values[name] = parse(value) if isinstance(value, str) else (
+                    tuple(value) if isinstance(value, list) else type(known[name].default)(value))
+            except (TypeError, ValueError):
+                raise ValueError(f"setting {name!r} in {origin}: {value!r} is not a valid "
+                                 f"{type(known[name].default).__name__}") from None
+
+        if config_file is not None:
+            with open(config_file, "rb") as handle:
+                for name, value in tomllib.load(handle).items():
+                    put(name, value, str(config_file))
+        for variable, value in (os.environ if environ is None else environ).items():
+            if variable.startswith("CMC_"):
+                put(variable[4:].lower(), value, f"environment variable {variable}")
+        for name, value in flags.items():
+            if value is not None:
+                put(name, value, "command-line flags")
+        return cls(**values)
+
+    def paths(self) -> Settings:
+        return Settings(build_dir=Path(self.build_dir)) if self.build_dir else Settings()

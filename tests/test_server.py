@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -18,32 +16,9 @@ from SPARQLWrapper import JSON, POST, SPARQLWrapper
 QUERY = "SELECT ?code WHERE { ?c cmc:isoAlpha3 ?code FILTER(?code IN ('FRA', 'NOR')) } ORDER BY ?code"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def endpoint(built):
-    settings, _ = built
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "cmc_kg.cli", "serve", "--port", str(port),
-                                "--build-dir", str(settings.build_dir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/sparql"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            break
-        except OSError:
-            if process.poll() is not None:
-                pytest.fail(process.stdout.read())
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+def endpoint(server):
+    return server.url + "/sparql"
 
 
 def _request(url, data=None, headers=None):

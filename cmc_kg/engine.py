@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import pyoxigraph as ox
 
 from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions, write_triples
-from .namespaces import INFERRED_GRAPH
-from .query import PREFIX_MAP, QueryError
+from .query import PREFIX_MAP, QueryError, run_query
 
 __all__ = ["QueryRequest", "Answer", "Engine", "QueryTimeout", "EngineBusy", "NotAcceptable"]
 
@@ -42,9 +41,9 @@ class NotAcceptable(Exception):
 class QueryRequest:
     """A query with its dataset and the formats the client accepts for each kind of answer.
 
-    ``default_graphs`` / ``named_graphs`` are the protocol's default-graph-uri and named-graph-uri
-    (None: the union of all graphs as default graph, every graph named); ``asserted_only`` leaves the
-    inferred graph out of the default graph.
+    ``default_graphs`` / ``named_graphs`` are the protocol's default-graph-uri and named-graph-uri, which
+    override the query's FROM and FROM NAMED; with neither, the default graph is the union of all graphs
+    (``asserted_only``: all but the inferred graph) and every graph is named.
     """
 
     text: str
@@ -68,26 +67,11 @@ class Answer:
     seconds: float
 
 
-def _dataset(store: ox.Store, request: QueryRequest) -> dict:
-    options = {}
-    if request.default_graphs is not None:
-        options["default_graph"] = [ox.NamedNode(g) for g in request.default_graphs]
-    elif request.asserted_only:
-        options["default_graph"] = [g for g in store.named_graphs() if g.value != str(INFERRED_GRAPH)]
-    else:
-        options["use_default_graph_as_union"] = True
-    if request.named_graphs is not None:
-        options["named_graphs"] = [ox.NamedNode(g) for g in request.named_graphs]
-    return options
-
-
 def evaluate(store: ox.Store, request: QueryRequest) -> Answer:
     """Run one query and serialise its answer; raise QueryError or NotAcceptable."""
     started = time.perf_counter()
-    try:
-        result = store.query(request.text, prefixes=PREFIX_MAP, **_dataset(store, request))
-    except SyntaxError as error:
-        raise QueryError(str(error)) from None
+    result = run_query(store, request.text, request.asserted_only, default_graphs=request.default_graphs,
+                       named_graphs=request.named_graphs)
     if isinstance(result, ox.QueryBoolean):
         if request.results_format is None:
             raise NotAcceptable("results")

@@ -16,9 +16,10 @@ import pyoxigraph as ox
 
 from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions, write_triples
 from .namespaces import INFERRED_GRAPH, PREFIXES
+from .safety import declares_dataset
 from .settings import Settings
 
-__all__ = ["PREFIX_MAP", "QueryError", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
+__all__ = ["PREFIX_MAP", "QueryError", "dataset_options", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
            "ExampleQuery"]
 
 PREFIX_MAP = {prefix: str(ns) for prefix, ns in PREFIXES.items()}
@@ -47,16 +48,33 @@ def open_store(settings: Settings = Settings()) -> ox.Store:
     return store
 
 
-def _default_graph(store: ox.Store, asserted_only: bool):
-    if not asserted_only:
-        return {"use_default_graph_as_union": True}
-    return {"default_graph": [g for g in store.named_graphs() if g.value != str(INFERRED_GRAPH)]}
+def dataset_options(store: ox.Store, text: str, asserted_only: bool = False,
+                    default_graphs: tuple[str, ...] | None = None,
+                    named_graphs: tuple[str, ...] | None = None) -> dict:
+    """The dataset a query sees, as Oxigraph options.
+
+    Explicit graphs (the protocol's default-graph-uri and named-graph-uri) win over the query's FROM and
+    FROM NAMED; with neither, the default graph is the union of all graphs, or of all but the inferred
+    graph when ``asserted_only``.
+    """
+    options: dict = {}
+    if default_graphs is not None:
+        options["default_graph"] = [ox.NamedNode(g) for g in default_graphs]
+    elif declares_dataset(text):
+        pass
+    elif asserted_only:
+        options["default_graph"] = [g for g in store.named_graphs() if g.value != str(INFERRED_GRAPH)]
+    else:
+        options["use_default_graph_as_union"] = True
+    if named_graphs is not None:
+        options["named_graphs"] = [ox.NamedNode(g) for g in named_graphs]
+    return options
 
 
-def run_query(store: ox.Store, text: str, asserted_only: bool = False):
+def run_query(store: ox.Store, text: str, asserted_only: bool = False, **graphs):
     """Evaluate a query; raise QueryError with the parser's message if it is malformed."""
     try:
-        return store.query(text, prefixes=PREFIX_MAP, **_default_graph(store, asserted_only))
+        return store.query(text, prefixes=PREFIX_MAP, **dataset_options(store, text, asserted_only, **graphs))
     except SyntaxError as error:
         raise QueryError(str(error)) from None
 

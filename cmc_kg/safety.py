@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["QueryRefused", "check_query"]
+__all__ = ["QueryRefused", "check_query", "declares_dataset"]
 
 _TOKEN = re.compile(
     r"""(?P<comment>\#[^\n]*)
@@ -61,3 +61,16 @@ def check_query(text: str, allowed_services: frozenset[str] = frozenset()) -> No
             (following[0] if following else "")
         if not (target.startswith("<") and target[1:-1] in allowed_services):
             raise QueryRefused(f"SERVICE {target} is not on this endpoint's allowlist")
+
+
+def declares_dataset(text: str) -> bool:
+    """Whether the query names its own dataset (FROM or FROM NAMED), which then replaces the union default graph.
+
+    Oxigraph never fetches these graphs: they name graphs of the store, and an unknown one is empty.
+
+    >>> declares_dataset("SELECT * FROM <http://example.org/g> { ?s ?p ?o }")
+    True
+    >>> declares_dataset('SELECT * { ?s ?p "FROM" }')
+    False
+    """
+    return any(kind == "word" and value.upper() == "FROM" for kind, value in _tokens(text))

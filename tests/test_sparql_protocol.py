@@ -1,0 +1,305 @@
+"""The SPARQL 1.1 Protocol at /sparql, through a real `cmc-kg serve` on 127.0.0.1, as clients use it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import pytest
+from rdflib import Dataset, Graph, URIRef
+
+from cmc_kg.namespaces import GRAPH, PREFIXES, SD
+from cmc_kg.query import select
+
+from conftest import start_server, stop_server
+
+CODES = "SELECT ?code WHERE { ?c cmc:isoAlpha3 ?code FILTER(?code IN ('FRA', 'NOR')) } ORDER BY ?code"
+CONSTRUCT = "CONSTRUCT { ?c rdfs:label ?l } WHERE { ?c cmc:isoAlpha3 ?code ; rdfs:label ?l FILTER(?code IN ('FRA', 'NOR')) }"
+CROSS_PRODUCT = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i }"
+
+
+def call(url: str, query: str | None = None, method: str = "GET", body: bytes | None = None,
+         content_type: str | None = None, accept: str | None = None, params: dict | None = None, headers=None):
+    """One HTTP exchange: (status, headers, body bytes)."""
+    fields = dict(params or {})
+    if query is not None and method == "GET":
+        fields["query"] = query
+    if query is not None and method == "POST" and body is None:
+        body = urllib.parse.urlencode({"query": query, **(params or {})}, doseq=True).encode()
+        content_type = content_type or "application/x-www-form-urlencoded"
+        fields = {}
+    target = url + ("?" + urllib.parse.urlencode(fields, doseq=True) if fields else "")
+    request = urllib.request.Request(target, data=body, method=method, headers=dict(headers or {}))
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    if accept:
+        request.add_header("Accept", accept)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as failure:
+        return failure.code, failure.headers, failure.read()
+
+
+@pytest.fixture(scope="module")
+def endpoint(server):
+    return server.url + "/sparql"
+
+
+def _codes(body: bytes) -> list[str]:
+    return [b["code"]["value"] for b in json.loads(body)["results"]["bindings"]]
+
+
+def test_get_form_post_and_direct_post_agree(endpoint):
+    answers = [call(endpoint, CODES), call(endpoint, CODES, method="POST"),
+               call(endpoint, method="POST", body=CODES.encode(), content_type="application/sparql-query")]
+    for status, headers, body in answers:
+        assert status == 200 and headers["Content-Type"].startswith("application/sparql-results+json")
+        assert _codes(body) == ["FRA", "NOR"]
+
+
+@pytest.mark.parametrize("accept,check", [
+    ("application/sparql-results+json", lambda b: _codes(b)),
+    ("application/sparql-results+xml", lambda b: [e.text for e in ET.fromstring(b).iter(
+        "{http://www.w3.org/2005/sparql-results#}literal")]),
+    ("text/csv", lambda b: [r["code"] for r in csv.DictReader(io.StringIO(b.decode()))]),
+    ("text/tab-separated-values", lambda b: [line.strip('"') for line in b.decode().split("\n")[1:] if line]),
+])
+def test_every_results_format(endpoint, accept, check):
+    status, headers, body = call(endpoint, CODES, accept=accept)
+    assert status == 200 and headers["Content-Type"].startswith(accept)
+    assert check(body) == ["FRA", "NOR"]
+
+
+@pytest.mark.parametrize("accept,rdflib_format", [
+    ("text/turtle", "turtle"), ("application/n-triples", "nt"), ("application/rdf+xml", "xml"),
+    ("application/ld+json", "json-ld"), ("application/trig", "trig"), ("application/n-quads", "nquads")])
+def test_every_graph_format(endpoint, store, accept, rdflib_format):
+    status, headers, body = call(endpoint, CONSTRUCT, accept=accept)
+    assert status == 200 and headers["Content-Type"].startswith(accept)
+    parsed = Dataset() if rdflib_format in ("trig", "nquads") else Graph()
+    parsed.parse(data=body, format=rdflib_format)
+    labels = {str(o) for o in parsed.objects()}
+    assert labels == {"France", "Norway"}
+
+
+def test_ask_and_describe(endpoint):
+    status, _, body = call(endpoint, "ASK { country:FRA cmc:isoAlpha2 'FR' }")
+    assert status == 200 and json.loads(body)["boolean"] is True
+    status, _, body = call(endpoint, "ASK { country:FRA cmc:isoAlpha2 'XX' }", accept="application/sparql-results+xml")
+    assert status == 200 and b"<boolean>false</boolean>" in body
+    status, headers, body = call(endpoint, "DESCRIBE country:NOR", accept="text/turtle")
+    assert status == 200 and headers["Content-Type"].startswith("text/turtle")
+    assert URIRef(PREFIXES["country"] + "NOR") in set(Graph().parse(data=body, format="turtle").subjects())
+
+
+def test_accept_q_values_wildcards_and_format_parameter(endpoint):
+    prefer_xml = "text/csv;q=0.5, application/sparql-results+xml;q=0.9"
+    assert call(endpoint, CODES, accept=prefer_xml)[1]["Content-Type"].startswith("application/sparql-results+xml")
+    assert call(endpoint, CODES, accept="*/*")[1]["Content-Type"].startswith("application/sparql-results+json")
+    assert call(endpoint, CONSTRUCT, accept="*/*")[1]["Content-Type"].startswith("text/turtle")
+    # YASGUI's headers.
+    assert call(endpoint, CODES, method="POST", accept="application/sparql-results+json,*/*;q=0.9")[1][
+        "Content-Type"].startswith("application/sparql-results+json")
+    assert call(endpoint, CONSTRUCT, method="POST", accept="application/n-triples,*/*;q=0.9")[1][
+        "Content-Type"].startswith("application/n-triples")
+    # format= overrides Accept.
+    status, headers, _ = call(endpoint, CODES, accept="application/sparql-results+xml", params={"format": "csv"})
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+
+
+def test_default_and_named_graph_parameters(endpoint, store):
+    monitor = str(GRAPH["monitor-2022"])
+    count = "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }"
+    expected = select(store, f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH <{monitor}> {{ ?s ?p ?o }} }}").rows[0]["n"]
+    status, _, body = call(endpoint, count, params={"default-graph-uri": monitor})
+    assert status == 200 and json.loads(body)["results"]["bindings"][0]["n"]["value"] == expected
+    status, _, body = call(endpoint, "SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }",
+                           params={"named-graph-uri": [monitor, str(GRAPH["seed-000"])]})
+    assert sorted(b["g"]["value"] for b in json.loads(body)["results"]["bindings"]) == sorted(
+        [monitor, str(GRAPH["seed-000"])])
+    # FROM names a graph of the dataset; it replaces the union default graph.
+    status, _, body = call(endpoint, f"SELECT (COUNT(*) AS ?n) FROM <{monitor}> WHERE {{ ?s ?p ?o }}")
+    assert json.loads(body)["results"]["bindings"][0]["n"]["value"] == expected
+
+
+def test_error_statuses(endpoint):
+    status, headers, body = call(endpoint, "SELECT ?x WHERE { ?x")
+    assert status == 400 and headers["Content-Type"].startswith("text/plain")
+    assert body.startswith(b"malformed query:") and b"1:21" in body  # where the parser stopped
+    assert call(endpoint, params={"query": [CODES, CODES]})[0] == 400
+    assert call(endpoint, method="POST", body=b"", content_type="application/x-www-form-urlencoded")[0] == 400
+    assert call(endpoint, CODES, method="PUT", body=b"x", content_type="text/plain")[0] == 405
+    assert call(endpoint, CODES, method="DELETE")[0] == 405
+    assert call(endpoint, CODES, accept="image/png")[0] == 406
+    assert call(endpoint, CODES, params={"format": "pdf"})[0] == 406
+    assert call(endpoint, method="POST", body=CODES.encode(), content_type="text/plain")[0] == 415
+
+
+@pytest.mark.parametrize("how", ["query", "get-update", "post-update", "sparql-update", "load"])
+def test_updates_are_refused(endpoint, how):
+    update = "INSERT DATA { <urn:a> <urn:b> <urn:c> }"
+    status, _, body = {
+        "query": lambda: call(endpoint, update, method="POST"),
+        "get-update": lambda: call(endpoint, params={"update": update}),
+        "post-update": lambda: call(endpoint, method="POST", body=urllib.parse.urlencode({"update": update}).encode(),
+                                    content_type="application/x-www-form-urlencoded"),
+        "sparql-update": lambda: call(endpoint, method="POST", body=update.encode(),
+                                      content_type="application/sparql-update"),
+        "load": lambda: call(endpoint, "LOAD <http://127.0.0.1:9/x>", method="POST"),
+    }[how]()
+    assert status == 403 and b"read-only" in body
+    assert call(endpoint, "ASK { <urn:a> <urn:b> <urn:c> }")[2] == b'{"head": {}, "boolean": false}'
+
+
+def test_service_description_and_query_page(endpoint):
+    status, headers, body = call(endpoint, accept="text/turtle")
+    assert status == 200 and headers["Content-Type"].startswith("text/turtle")
+    description = Graph().parse(data=body, format="turtle")
+    service = URIRef(endpoint)
+    assert (service, SD.endpoint, service) in description
+    assert (service, SD.feature, SD.UnionDefaultGraph) in description
+    assert URIRef(GRAPH["untc-2026-02-03"]) in set(description.objects(None, SD.name))
+    status, headers, _ = call(endpoint, accept="text/html,application/xhtml+xml,*/*;q=0.8")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+
+
+def test_cors_without_credentials(endpoint):
+    _, headers, _ = call(endpoint, CODES, headers={"Origin": "https://example.org"})
+    assert headers["Access-Control-Allow-Origin"] == "*" and "Access-Control-Allow-Credentials" not in headers
+    status, headers, _ = call(endpoint, method="OPTIONS", headers={
+        "Origin": "https://example.org", "Access-Control-Request-Method": "POST"})
+    assert status == 204 and "POST" in headers["Access-Control-Allow-Methods"]
+
+
+def test_answers_carry_etags_and_revalidate(endpoint):
+    query = "SELECT (COUNT(*) AS ?n) WHERE { ?s a cmc:Signature }"
+    _, first, body = call(endpoint, query)
+    assert first["ETag"] and "Accept" in first["Vary"]
+    _, second, again = call(endpoint, query)
+    assert again == body and second["X-Cache"] == "hit" and second["ETag"] == first["ETag"]
+    assert call(endpoint, query, headers={"If-None-Match": first["ETag"]})[0] == 304
+
+
+class Listener:
+    """A TCP listener on a free loopback port that records every connection attempt."""
+
+    def __init__(self):
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen()
+        self.socket.settimeout(0.2)
+        self.connections, self._stop = [], False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.socket.getsockname()[1]}/sparql"
+
+    def _accept(self):
+        while not self._stop:
+            try:
+                connection, _ = self.socket.accept()
+                self.connections.append(connection)
+            except (socket.timeout, OSError):
+                continue
+
+    def close(self):
+        self._stop = True
+        self.thread.join(timeout=2)
+        self.socket.close()
+
+
+def test_no_query_makes_the_server_connect_or_read_files(endpoint):
+    listener = Listener()
+    try:
+        refused = [f"SELECT * WHERE {{ SERVICE <{listener.url}> {{ ?s ?p ?o }} }}",
+                   f"SELECT * WHERE {{ SERVICE SILENT <{listener.url}> {{ ?s ?p ?o }} }}"]
+        for query in refused:
+            status, _, body = call(endpoint, query)
+            assert status == 403 and b"allowlist" in body
+        empty = [f"SELECT * FROM <{listener.url}> WHERE {{ ?s ?p ?o }}",
+                 f"SELECT * FROM NAMED <{listener.url}> WHERE {{ GRAPH ?g {{ ?s ?p ?o }} }}",
+                 "SELECT * FROM <file:///etc/passwd> WHERE { ?s ?p ?o }"]
+        for query in empty:
+            status, _, body = call(endpoint, query)
+            assert status == 200 and json.loads(body)["results"]["bindings"] == []
+        time.sleep(0.5)
+        assert listener.connections == []
+    finally:
+        listener.close()
+
+
+@pytest.fixture(scope="module")
+def limited(built):
+    """A server with small limits: 2 s per query, 50 rows, 5,000-byte requests."""
+    live = start_server(built[0].build_dir, "--query-timeout", "2", "--max-rows", "50", "--max-request-bytes", "5000",
+                        "--workers", "2", "--cache-entries", "0")
+    yield live
+    stop_server(live)
+
+
+def test_row_cap_is_signalled(limited):
+    status, headers, body = call(limited.url + "/sparql", "SELECT ?s WHERE { ?s a cmc:Country }")
+    assert status == 200 and headers["X-SPARQL-MaxRows"] == "50"
+    assert len(json.loads(body)["results"]["bindings"]) == 50
+    _, headers, _ = call(limited.url + "/sparql", CODES)
+    assert "X-SPARQL-MaxRows" not in headers
+
+
+def test_request_size_cap(limited):
+    padding = "#" + "x" * 6000 + "\n"
+    assert call(limited.url + "/sparql", padding + CODES)[0] == 413
+    assert call(limited.url + "/sparql", padding + CODES, method="POST")[0] == 413
+    assert call(limited.url + "/sparql", CODES)[0] == 200
+
+
+def _children_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by the direct children of a process (the query workers)."""
+    total = 0.0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as handle:
+            for child in handle.read().split():
+                try:
+                    with open(f"/proc/{child}/stat") as stat:
+                        fields = stat.read().rsplit(")", 1)[1].split()
+                    total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                except FileNotFoundError:
+                    continue
+    return total
+
+
+def test_slow_query_is_stopped_while_others_are_answered(limited):
+    url = limited.url + "/sparql"
+    outcome = {}
+
+    def slow():
+        started = time.monotonic()
+        outcome["slow"] = call(url, CROSS_PRODUCT)[:1] + (time.monotonic() - started,)
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    status, _, body = call(url, CODES)
+    cheap_seconds = time.monotonic() - started
+    thread.join(timeout=30)
+    assert status == 200 and _codes(body) == ["FRA", "NOR"] and cheap_seconds < 1.0
+    slow_status, slow_seconds = outcome["slow"]
+    assert slow_status == 503 and 1.5 < slow_seconds < 4.0
+    # The stopped query's process is gone: the workers use (almost) no CPU afterwards.
+    time.sleep(1.0)
+    before = _children_cpu_seconds(limited.process.pid)
+    time.sleep(1.0)
+    assert _children_cpu_seconds(limited.process.pid) - before < 0.2
+    assert call(url, CODES)[0] == 200

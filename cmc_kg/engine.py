@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pyoxigraph as ox
 
 from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions, write_triples
-from .query import PREFIX_MAP, QueryError, run_query
+from .query import PREFIX_MAP, QueryError, default_graph_size, load_store, run_query
 
 __all__ = ["QueryRequest", "Answer", "Engine", "QueryTimeout", "EngineBusy", "NotAcceptable"]
 
@@ -98,9 +98,8 @@ def evaluate(store: ox.Store, request: QueryRequest) -> Answer:
 
 def _serve(dump_file: str, requests: Connection, connection: Connection) -> None:
     """A worker process: load the build, then answer requests until the pipe closes."""
-    store = ox.Store()
-    store.bulk_load(path=dump_file, format=ox.RdfFormat.N_QUADS)
-    connection.send(("ready", len(store)))
+    store = load_store(dump_file)
+    connection.send(("ready", default_graph_size(store)))
     while True:
         try:
             request = requests.recv()

@@ -19,7 +19,7 @@ from .namespaces import INFERRED_GRAPH, PREFIXES
 from .safety import declares_dataset
 from .settings import Settings
 
-__all__ = ["PREFIX_MAP", "QueryError", "dataset_options", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
+__all__ = ["PREFIX_MAP", "QueryError", "dataset_options", "load_store", "merge_default_graph", "default_graph_size", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
            "ExampleQuery"]
 
 PREFIX_MAP = {prefix: str(ns) for prefix, ns in PREFIXES.items()}
@@ -39,13 +39,33 @@ class Rows:
         return [row.get(name) for row in self.rows]
 
 
+def load_store(dump_file) -> ox.Store:
+    """Load an N-Quads dump into an in-memory Oxigraph store whose default graph is the merge of all graphs.
+
+    Oxigraph's own union default graph repeats a triple once per graph that holds it; a fact stated by
+    three sources would be counted three times. The merge is a set, as RDF's merge of graphs is.
+    """
+    store = ox.Store()
+    store.bulk_load(path=str(dump_file), format=ox.RdfFormat.N_QUADS)
+    return merge_default_graph(store)
+
+
+def merge_default_graph(store: ox.Store) -> ox.Store:
+    """Fill the default graph with the set of all triples of all named graphs."""
+    store.update("INSERT { ?s ?p ?o } WHERE { GRAPH ?g { ?s ?p ?o } }")
+    return store
+
+
 def open_store(settings: Settings = Settings()) -> ox.Store:
-    """Load the build's N-Quads dump into an in-memory Oxigraph store."""
+    """The latest build, loaded by :func:`load_store`."""
     if not settings.dump_file.exists():
         raise FileNotFoundError(f"{settings.dump_file} does not exist: run `cmc-kg build` first")
-    store = ox.Store()
-    store.bulk_load(path=str(settings.dump_file), format=ox.RdfFormat.N_QUADS)
-    return store
+    return load_store(settings.dump_file)
+
+
+def default_graph_size(store: ox.Store) -> int:
+    """Triples in the merged default graph."""
+    return int(next(iter(store.query("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")))["n"].value)
 
 
 def dataset_options(store: ox.Store, text: str, asserted_only: bool = False,
@@ -54,18 +74,14 @@ def dataset_options(store: ox.Store, text: str, asserted_only: bool = False,
     """The dataset a query sees, as Oxigraph options.
 
     Explicit graphs (the protocol's default-graph-uri and named-graph-uri) win over the query's FROM and
-    FROM NAMED; with neither, the default graph is the union of all graphs, or of all but the inferred
-    graph when ``asserted_only``.
+    FROM NAMED; with neither, the default graph is the merge of all graphs made by :func:`load_store`, or,
+    when ``asserted_only``, all graphs but the inferred one (where a triple from two sources comes twice).
     """
     options: dict = {}
     if default_graphs is not None:
         options["default_graph"] = [ox.NamedNode(g) for g in default_graphs]
-    elif declares_dataset(text):
-        pass
-    elif asserted_only:
+    elif asserted_only and not declares_dataset(text):
         options["default_graph"] = [g for g in store.named_graphs() if g.value != str(INFERRED_GRAPH)]
-    else:
-        options["use_default_graph_as_union"] = True
     if named_graphs is not None:
         options["named_graphs"] = [ox.NamedNode(g) for g in named_graphs]
     return options

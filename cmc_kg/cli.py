@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from .export import EXPORT_FORMATS
 from .settings import Settings
 
 __all__ = ["main"]
@@ -106,6 +107,28 @@ def stats_command(build_dir):
     click.echo("entities per class (asserted)")
     for row in classes.rows:
         click.echo(f"  {int(row['n']):>7}  {row['class']}")
+
+
+@main.command("export")
+@click.option("--format", "fmt", required=True, type=click.Choice(sorted(EXPORT_FORMATS)),
+              help="RDF (turtle, ntriples, nquads, trig, rdfxml, jsonld), a CSV table (csv-…) or graphml.")
+@click.option("--inferred", is_flag=True, help="Include the OWL 2 RL inferences (RDF formats only).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of standard output.")
+@build_dir_option
+def export_command(fmt, inferred, output, build_dir):
+    """Export the latest build for other tools: triple stores, Protégé, pandas, Gephi."""
+    from .export import export
+    from .query import open_store
+
+    try:
+        store = open_store(_settings(build_dir))
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from None
+    data = export(store, fmt, inferred, Path(output) if output else None)
+    if output:
+        click.echo(f"wrote {output} ({len(data)} bytes)", err=True)
+    else:
+        click.echo(data.decode("utf-8"), nl=False)
 
 
 @main.command("import-tables")

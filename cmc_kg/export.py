@@ -21,11 +21,15 @@ from .formats import RDF_FORMATS
 from .namespaces import INFERRED_GRAPH, PREFIXES, bind_prefixes
 from .query import PREFIX_MAP, select
 
-__all__ = ["TABLES", "EXPORT_FORMATS", "export", "export_rdf", "export_table", "export_graphml", "JSONLD_CONTEXT"]
+__all__ = ["DATASET_FORMATS", "TABLES", "EXPORT_FORMATS", "export", "export_rdf", "export_table", "export_graphml", "JSONLD_CONTEXT"]
 
 # The JSON-LD context of the project's prefixes: embedded in JSON-LD exports (so no parser needs to fetch
 # it) and published by the server at /context.jsonld.
 JSONLD_CONTEXT = {"@context": {prefix: str(namespace) for prefix, namespace in sorted(PREFIXES.items())}}
+
+
+# The formats that keep named graphs (so each fact keeps its source); the others get the merged triples.
+DATASET_FORMATS = ("trig", "nquads")
 
 
 def _quads(store: ox.Store, inferred: bool) -> list[ox.Quad]:
@@ -42,7 +46,7 @@ def export_rdf(store: ox.Store, format_name: str, inferred: bool = False) -> byt
     """
     fmt = RDF_FORMATS[format_name]
     quads = sorted(_quads(store, inferred), key=str)
-    if fmt.rdf_format.supports_datasets:
+    if format_name in DATASET_FORMATS:
         return ox.serialize(quads, format=fmt.rdf_format, prefixes=PREFIX_MAP if format_name == "trig" else None)
     triples = sorted({q.triple for q in quads}, key=str)
     if format_name == "jsonld":

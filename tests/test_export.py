@@ -1,0 +1,135 @@
+"""Exports load, unchanged, into the tools people take the graph to: rdflib, Oxigraph, pandas, NetworkX."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import networkx
+import pandas
+import pyoxigraph as ox
+import pytest
+from click.testing import CliRunner
+from rdflib import Dataset, Graph
+from rdflib.compare import isomorphic
+
+from cmc_kg import load_dataset, query
+from cmc_kg.cli import main
+from cmc_kg.export import DATASET_FORMATS, EXPORT_FORMATS, JSONLD_CONTEXT, TABLES, export
+from cmc_kg.formats import RDF_FORMATS
+from cmc_kg.namespaces import INFERRED_GRAPH
+from cmc_kg.query import select
+from cmc_kg.settings import Settings
+
+RDFLIB_NAMES = {"turtle": "turtle", "ntriples": "nt", "rdfxml": "xml", "jsonld": "json-ld", "trig": "trig",
+                "nquads": "nquads"}
+REFERENCE = Settings().reference_dir
+
+
+@pytest.fixture(scope="module")
+def dataset(built):
+    return load_dataset(built[0])
+
+
+def _asserted_union(dataset: Dataset, inferred: bool) -> Graph:
+    union = Graph()
+    for graph in dataset.graphs():
+        if graph.identifier != INFERRED_GRAPH or inferred:
+            for triple in graph:
+                union.add(triple)
+    return union
+
+
+@pytest.mark.parametrize("name", sorted(RDF_FORMATS))
+@pytest.mark.parametrize("inferred", [False, True])
+def test_rdf_export_reparses_isomorphic_and_loads_in_oxigraph(store, dataset, name, inferred):
+    data = export(store, name, inferred)
+    fmt = RDF_FORMATS[name]
+    if name in DATASET_FORMATS:
+        parsed = Dataset()
+        parsed.parse(data=data, format=RDFLIB_NAMES[name])
+        expected = {g.identifier: g for g in dataset.graphs() if len(g) and (inferred or g.identifier != INFERRED_GRAPH)}
+        got = {g.identifier: g for g in parsed.graphs() if len(g)}
+        assert set(got) == set(expected)
+        assert all(isomorphic(got[name], expected[name]) for name in expected)
+    else:
+        parsed = Graph().parse(data=data, format=RDFLIB_NAMES[name])
+        assert isomorphic(parsed, _asserted_union(dataset, inferred))
+    loaded = ox.Store()
+    loaded.load(data, format=fmt.rdf_format)
+    assert len(loaded) == sum(len(g) for g in (parsed.graphs() if name in DATASET_FORMATS else [parsed]))
+
+
+def test_jsonld_is_compacted_with_the_published_context(store):
+    data = export(store, "jsonld").decode("utf-8")
+    assert '"@context"' in data and '"cmc:isoAlpha3"' in data
+    assert JSONLD_CONTEXT["@context"]["cmc"].endswith("ontology#")
+
+
+def _reference_rows(name):
+    with open(REFERENCE / name, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_treaty_status_table_in_pandas(store):
+    frame = pandas.read_csv(io.BytesIO(export(store, "csv-treaty-status")))
+    assert list(frame.columns)[:4] == ["iso3", "state", "treatyName", "signed"]
+    participants = sum(len(_reference_rows(f)) for f in ("ccm_participants_untc.csv", "mbt_participants_untc.csv",
+                                                        "ccw_participants_untc.csv", "ccw_protocols_participants_untc.csv"))
+    assert len(frame) == participants
+    ccm = frame[frame.treatyName == "Convention on Cluster Munitions"]
+    assert ccm.status.value_counts().to_dict() == {"party": 112, "signatory": 12, "withdrawn": 1}
+    lithuania = ccm[ccm.iso3 == "LTU"].iloc[0]
+    assert (lithuania.withdrawalNotified, lithuania.withdrawalEffective) == ("2024-09-06", "2025-03-06")
+    mbt = frame[frame.treatyName == "Mine Ban Treaty"]
+    assert mbt.status.value_counts()["party, withdrawal pending"] == 1
+
+
+def test_organization_and_membership_tables_in_pandas(store):
+    organizations = pandas.read_csv(io.BytesIO(export(store, "csv-organizations")))
+    assert list(organizations.columns) == ["organization", "name", "types", "kinds", "countries", "sources"]
+    expected = select(store, """SELECT (COUNT(DISTINCT ?o) AS ?n) WHERE { ?o a/rdfs:subClassOf* org:Organization
+                                FILTER (STRSTARTS(STR(?o), STR(id:))) }""").rows[0]["n"]
+    assert len(organizations) == int(expected) and organizations.organization.is_unique
+    memberships = pandas.read_csv(io.BytesIO(export(store, "csv-memberships")))
+    assert list(memberships.columns) == ["membership", "member", "memberName", "organization", "organizationName",
+                                         "role", "from", "until", "sources"]
+    assert len(memberships) == int(select(store, "SELECT (COUNT(DISTINCT ?m) AS ?n) WHERE { ?m a org:Membership }")
+                                   .rows[0]["n"])
+    mac = memberships[(memberships.memberName == "Mines Action Canada") & (memberships.role == "founding member")]
+    assert mac.iloc[0]["from"] == "2003-11"
+
+
+def test_graphml_loads_in_networkx(store):
+    graph = networkx.read_graphml(io.BytesIO(export(store, "graphml")))
+    kinds = networkx.get_node_attributes(graph, "kind")
+    states = select(store, """SELECT (COUNT(DISTINCT ?s) AS ?n) WHERE {
+        { ?x cmc:country ?s } UNION { ?a a cmc:ConsentToBeBound ; cmc:actor ?s } }""").rows[0]["n"]
+    assert sum(1 for k in kinds.values() if k == "state") == int(states)
+    assert sum(1 for k in kinds.values() if k == "coalition") >= 1
+    relations = networkx.get_edge_attributes(graph, "relation")
+    cmc = next(n for n, label in networkx.get_node_attributes(graph, "label").items()
+               if label == "Cluster Munition Coalition")
+    steering = {u for (u, v, *_), r in relations.items() if v == cmc and r == "steering committee member"}
+    assert len(steering) == int(select(store, """SELECT (COUNT(DISTINCT ?m) AS ?n) WHERE {
+        ?x org:member ?m ; org:organization kgorg:cmc ; org:role cmc:SteeringCommitteeMemberRole }""").rows[0]["n"])
+    assert graph.number_of_edges() == len(relations) > 500
+
+
+def test_export_command_writes_a_file(built, tmp_path):
+    out = tmp_path / "cmc.nt"
+    result = CliRunner().invoke(main, ["export", "--format", "ntriples", "-o", str(out),
+                                       "--build-dir", str(built[0].build_dir)])
+    assert result.exit_code == 0, result.output
+    assert len(Graph().parse(out, format="nt")) > 10_000
+    assert set(EXPORT_FORMATS) >= set(RDF_FORMATS) | {f"csv-{t}" for t in TABLES} | {"graphml"}
+
+
+def test_python_api(built):
+    rows = query("SELECT ?name WHERE { country:NOR rdfs:label ?name }", built[0])
+    assert rows == [{"name": "Norway"}]
+    frame = pandas.DataFrame(query("SELECT ?state ?date WHERE { ?a a cmc:Signature ; cmc:treaty treaty:ccm ; "
+                                   "cmc:actor ?state ; cmc:date ?date }", built[0]))
+    assert list(frame.columns) == ["state", "date"] and len(frame) >= 107
+    dataset = load_dataset(built[0], inferred=False)
+    assert INFERRED_GRAPH not in {g.identifier for g in dataset.graphs() if len(g)}

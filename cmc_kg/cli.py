@@ -131,6 +131,27 @@ def export_command(fmt, inferred, output, build_dir):
         click.echo(data.decode("utf-8"), nl=False)
 
 
+@main.command("push")
+@click.option("--endpoint", required=True, help="Graph Store Protocol URL (Oxigraph: http://host:7878/store; "
+                                                  "Fuseki: http://host:3030/DATASET/data).")
+@click.option("--query-endpoint", default=None, help="Query URL of the same store, to delete graphs of an earlier "
+                                                     "upload (derived for Oxigraph's /store).")
+@build_dir_option
+def push_command(endpoint, query_endpoint, build_dir):
+    """Upload the latest build to an existing SPARQL engine, named graphs kept, replacing the previous upload."""
+    from .remote import RemoteError, push
+
+    settings = _settings(build_dir)
+    if not settings.dump_file.exists():
+        raise click.ClickException(f"{settings.dump_file} does not exist: run `cmc-kg build` first")
+    try:
+        uploaded = push(settings.dump_file, endpoint, query_endpoint, progress=_progress)
+    except (RemoteError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"pushed {len(uploaded) - 1} named graphs and the merged default graph "
+               f"({uploaded['default']} triples) to {endpoint}")
+
+
 @main.command("import-tables")
 def import_tables_command():
     """Regenerate graph/ Turtle from the sourced tables in reference/ (UNTC participants, ISO 3166-1)."""
@@ -159,6 +180,7 @@ def _setting_help(name: str) -> str:
 @click.option("--max-request-bytes", default=None, type=int, help=_setting_help("max_request_bytes"))
 @click.option("--service-allowlist", default=None, help=_setting_help("service_allowlist"))
 @click.option("--cache-entries", default=None, type=int, help=_setting_help("cache_entries"))
+@click.option("--store", default=None, help=_setting_help("store"))
 @build_dir_option
 def serve_command(config_file, **flags):
     """Serve the latest build: SPARQL endpoint, query page and entity pages (building first if there is none)."""
@@ -173,7 +195,7 @@ def serve_command(config_file, **flags):
     except ValueError as bad:
         raise click.UsageError(str(bad)) from None
     settings = config.paths()
-    if not settings.dump_file.exists():
+    if not config.store and not settings.dump_file.exists():
         _run_build(settings, write=True)
     app = create_app(config)
     click.echo(f"cmc-kg SPARQL endpoint on http://{config.host}:{config.port}/sparql", err=True)

@@ -82,6 +82,8 @@ class ServerConfig:
                                                       "(space- or comma-separated IRIs); empty: none.", _words)
     cache_entries: int = _setting(2048, "Answers kept in memory, keyed by query and build; 0 turns the cache off.")
     build_dir: str = _setting("", "Folder of the build to serve (default: build/ in the checkout).")
+    store: str = _setting("", "Query URL of an existing SPARQL engine loaded with `cmc-kg push` to serve instead "
+                              "of the embedded store (Oxigraph server, Fuseki, Virtuoso, QLever); empty: embedded.")
 
     @classmethod
     def load(cls, config_file: Path | None = None, environ: dict[str, str] | None = None, **flags) -> "ServerConfig":

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 
 from cmc_kg.engine import Answer, Engine, QueryRequest
+from cmc_kg.remote import RemoteEngine
 from cmc_kg.settings import ServerConfig, Settings
 
 __all__ = ["State"]
@@ -53,9 +54,12 @@ class State:
     @classmethod
     def start(cls, config: ServerConfig, engine=None) -> "State":
         paths = config.paths()
-        if engine is None:
+        if engine is None and config.store:
+            engine = RemoteEngine(config.store, timeout=config.query_timeout)
+        elif engine is None:
             engine = Engine(paths.dump_file, workers=config.workers, timeout=config.query_timeout)
-        build_id = _build_id(paths)
+        # A remote store changes with each push; its size at start-up stands in for a build id.
+        build_id = f"{config.store}#{engine.triples}" if config.store else _build_id(paths)
         return cls(config, paths, engine, build_id, getattr(engine, "triples", 0), _Cache(config.cache_entries))
 
     @staticmethod

@@ -1,10 +1,12 @@
 """Set up and run cmc-kg with nothing but Python 3.11 and pip: `python3 tasks.py serve` or `python3 tasks.py test`.
 
-Both create .venv/ and install the project into it first (skipped when pyproject.toml has not changed).
+Both create .venv/ and install the project into it first (skipped when pyproject.toml has not changed);
+`test` also installs the Debian packages the tests drive (Chromium, roqet, Java) when they are missing.
 """
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -28,6 +30,24 @@ def setup() -> None:
         stamp.write_text(wanted)
 
 
+# Programs the tests drive besides Python packages (Debian package -> program it provides): a headless
+# browser for the query page, a SPARQL client not written in Python, and Java for the HermiT reasoner.
+TEST_PROGRAMS = {"chromium": "chromium", "rasqal-utils": "roqet", "default-jre-headless": "java"}
+
+
+def setup_test_programs() -> None:
+    missing = [package for package, program in TEST_PROGRAMS.items() if shutil.which(program) is None]
+    if not missing:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        sys.exit(f"the tests need the Debian packages {', '.join(missing)}: install them (as root: "
+                 f"apt-get install {' '.join(missing)}) and run again")
+    print(f"installing {', '.join(missing)} with apt-get", file=sys.stderr)
+    quiet = {"stdout": subprocess.DEVNULL, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, **quiet)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, **quiet)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("serve", "test", "setup"):
         print(__doc__, file=sys.stderr)
@@ -40,6 +60,7 @@ def main(argv: list[str]) -> int:
             return build.returncode
         return subprocess.run([str(BIN / "cmc-kg"), "serve", *rest], cwd=ROOT).returncode
     if command == "test":
+        setup_test_programs()
         return subprocess.run([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT).returncode
     return 0
 

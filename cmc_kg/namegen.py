@@ -60,11 +60,11 @@ def bind_prefixes(graph):
 # (organizations take `kgorg:` because `org:` is W3C ORG).
 ENTITY_KINDS = {"country": "country", "org": "kgorg", "person": "person", "place": "place", "treaty": "treaty",
                 "event": "event", "action": "action", "membership": "membership", "claim": "claim",
-                "goal": "goal", "office": "office", "note": "note", "source": "source"}
+                "goal": "goal", "office": "office", "note": "note", "source": "source", "link": "link"}
 
 
 # Vocabularies rdflib does not ship, taken from the ontology's prefix lines.
-EXTRA_VOCABULARIES = ("sd", "void")
+EXTRA_VOCABULARIES = ("sd", "void", "wd", "wds", "wdt", "p", "ps", "pq")
 
 
 def render(ontology_file: Path = ONTOLOGY_FILE) -> str:

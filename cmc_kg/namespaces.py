@@ -6,14 +6,20 @@ from rdflib.namespace import DCTERMS, FOAF, ORG, OWL, PROV, RDF, RDFS, SDO, SKOS
 __all__ = ["CMC", "ONTOLOGY", "ONTOLOGY_VERSION", "ID", "GRAPH", "PREFIXES", "bind_prefixes",
            "ONTOLOGY_GRAPH", "SOURCES_GRAPH", "INFERRED_GRAPH",
            "DCTERMS", "FOAF", "ORG", "OWL", "PROV", "RDF", "RDFS", "SDO", "SKOS", "TIME", "VANN", "XSD",
-           "SD", "VOID"]
+           "P", "PQ", "PS", "SD", "VOID", "WD", "WDS", "WDT"]
 
 ONTOLOGY = URIRef('https://w3id.org/cmc-kg/ontology')
 ONTOLOGY_VERSION = URIRef('https://w3id.org/cmc-kg/ontology/0.1.0')
 ID = Namespace('https://w3id.org/cmc-kg/id/')
 GRAPH = Namespace('https://w3id.org/cmc-kg/graph/')
+P = Namespace('http://www.wikidata.org/prop/')
+PQ = Namespace('http://www.wikidata.org/prop/qualifier/')
+PS = Namespace('http://www.wikidata.org/prop/statement/')
 SD = Namespace('http://www.w3.org/ns/sparql-service-description#')
 VOID = Namespace('http://rdfs.org/ns/void#')
+WD = Namespace('http://www.wikidata.org/entity/')
+WDS = Namespace('http://www.wikidata.org/entity/statement/')
+WDT = Namespace('http://www.wikidata.org/prop/direct/')
 
 
 # The named graphs the build writes besides one per source folder.
@@ -44,6 +50,7 @@ class CMC(DefinedNamespace):
     ConsentToBeBound: URIRef
     CoordinatorRole: URIRef
     Country: URIRef
+    CuratedDecision: URIRef
     DepositaryNote: URIRef
     Derived: URIRef
     EntryIntoForce: URIRef
@@ -59,7 +66,10 @@ class CMC(DefinedNamespace):
     GovernanceBoard: URIRef
     GovernanceBody: URIRef
     Initiative: URIRef
+    IsoCodeMatch: URIRef
     Landmine: URIRef
+    LinkMethod: URIRef
+    LinkMethods: URIRef
     Measure: URIRef
     Measures: URIRef
     MemberRole: URIRef
@@ -93,6 +103,7 @@ class CMC(DefinedNamespace):
     Qualifiers: URIRef
     QuantitativeClaim: URIRef
     Ratification: URIRef
+    ReconciliationScore: URIRef
     Registration: URIRef
     ResearchAndMonitoringProgramme: URIRef
     Secondary: URIRef
@@ -113,6 +124,7 @@ class CMC(DefinedNamespace):
     TreatyEvent: URIRef
     WeaponType: URIRef
     WeaponTypes: URIRef
+    WikidataLink: URIRef
     WithdrawalEffective: URIRef
     WithdrawalNotification: URIRef
     WorldwideOrganization: URIRef
@@ -139,6 +151,9 @@ class CMC(DefinedNamespace):
     hasGoal: URIRef
     isoAlpha2: URIRef
     isoAlpha3: URIRef
+    linkMethod: URIRef
+    linkedEntity: URIRef
+    matchScore: URIRef
     measure: URIRef
     mergedOrganization: URIRef
     monitors: URIRef
@@ -167,6 +182,7 @@ class CMC(DefinedNamespace):
     untcNumber: URIRef
     untsCitation: URIRef
     value: URIRef
+    wikidataItem: URIRef
 
 
 PREFIXES = {
@@ -185,10 +201,17 @@ PREFIXES = {
     "office": Namespace(str(ID) + "office/"),
     "note": Namespace(str(ID) + "note/"),
     "source": Namespace(str(ID) + "source/"),
+    "link": Namespace(str(ID) + "link/"),
     "id": ID,
     "graph": GRAPH,
+    "p": P,
+    "pq": PQ,
+    "ps": PS,
     "sd": SD,
     "void": VOID,
+    "wd": WD,
+    "wds": WDS,
+    "wdt": WDT,
 }
 
 

@@ -1,7 +1,7 @@
 """The cmc-kg server: one Flask application factory, the query engine injected.
 
 Blueprints: `sparql` (the SPARQL 1.1 protocol at /sparql), `ui` (the query page), `pages` (entity,
-ontology and graph pages, VoID, dumps). Each reaches the engine and settings through `server.state`.
+ontology and graph pages, VoID, dumps), `explore` (treaty status and coalition network pictures). Each reaches the engine and settings through `server.state`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def create_app(config: ServerConfig | None = None, engine=None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     app.extensions["cmc_kg"] = State.start(config, engine)
 
+    from .explore import bp as explore
     from .pages import bp as pages
     from .sparql import bp as sparql
     from .ui import bp as ui
@@ -35,6 +36,7 @@ def create_app(config: ServerConfig | None = None, engine=None) -> Flask:
     app.register_blueprint(sparql)
     app.register_blueprint(ui)
     app.register_blueprint(pages)
+    app.register_blueprint(explore)
 
     @app.after_request
     def cors(response: Response) -> Response:

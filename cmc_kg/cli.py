@@ -203,5 +203,11 @@ def serve_command(config_file, **flags):
                    max_request_body_size=config.max_request_bytes, channel_timeout=max(30, config.query_timeout * 3))
 
 
+from .link.cli import enrich, link  # noqa: E402  (`cmc-kg link wikidata`, `cmc-kg enrich wikidata`: cmc_kg/link/)
+
+main.add_command(link)
+main.add_command(enrich)
+
+
 if __name__ == "__main__":
     main()

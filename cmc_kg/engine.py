@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -21,8 +22,9 @@ import pyoxigraph as ox
 
 from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions, write_triples
 from .query import PREFIX_MAP, QueryError, default_graph_size, load_store, run_query
+from .safety import QueryRefused, check_query
 
-__all__ = ["QueryRequest", "Answer", "Engine", "QueryTimeout", "EngineBusy", "NotAcceptable"]
+__all__ = ["QueryRequest", "Answer", "Engine", "QueryTimeout", "EngineBusy", "NotAcceptable", "ServiceError"]
 
 
 class QueryTimeout(Exception):
@@ -35,6 +37,26 @@ class EngineBusy(Exception):
 
 class NotAcceptable(Exception):
     """The query's form (results or graph) has no format the client accepts."""
+
+
+class ServiceError(Exception):
+    """A SERVICE endpoint the query called failed: no connection, an HTTP error, or an answer that is not SPARQL
+    results. (One that does not answer at all is stopped by the query's time limit, as any slow query is.)"""
+
+
+def _calls_service(text: str) -> bool:
+    try:
+        check_query(text)
+    except QueryRefused as refused:
+        return str(refused).startswith("SERVICE")
+    return False
+
+
+def _service_failure(text: str, error: Exception) -> str:
+    """What pyoxigraph raised while a SERVICE ran (OSError for the connection and HTTP statuses, RuntimeError for
+    an unreadable answer), with the endpoints the query calls."""
+    called = sorted(set(re.findall(r"SERVICE\s+(?:SILENT\s+)?(<[^<>\s]*>)", text, re.IGNORECASE)))
+    return f"a SERVICE endpoint failed ({', '.join(called) or 'unknown'}): {type(error).__name__}: {error}"
 
 
 @dataclass(frozen=True)
@@ -111,6 +133,11 @@ def _serve(dump_file: str, requests: Connection, connection: Connection) -> None
             connection.send(("query-error", str(error)))
         except NotAcceptable as error:
             connection.send(("not-acceptable", str(error)))
+        except (OSError, RuntimeError) as error:
+            if not _calls_service(request.text):
+                connection.send(("error", f"{type(error).__name__}: {error}"))
+            else:
+                connection.send(("service-error", _service_failure(request.text, error)))
         except Exception as error:  # an engine failure is reported, the worker lives on
             connection.send(("error", f"{type(error).__name__}: {error}"))
 
@@ -160,7 +187,7 @@ class Engine:
         self.triples = next(iter(self._all)).triples
 
     def run(self, request: QueryRequest) -> Answer:
-        """Answer a request; raise QueryError, NotAcceptable, QueryTimeout or EngineBusy."""
+        """Answer a request; raise QueryError, NotAcceptable, ServiceError, QueryTimeout or EngineBusy."""
         deadline = time.monotonic() + self.timeout
         try:
             worker = self._idle.get(timeout=self.timeout)
@@ -186,6 +213,8 @@ class Engine:
             raise QueryError(value)
         if status == "not-acceptable":
             raise NotAcceptable(value)
+        if status == "service-error":
+            raise ServiceError(value)
         raise RuntimeError(value)
 
     def _replace(self, worker: _Worker) -> None:

@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "ServerConfig", "Settings"]
+__all__ = ["REPO_ROOT", "ServerConfig", "Settings", "WikidataConfig"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,31 +88,66 @@ class ServerConfig:
     @classmethod
     def load(cls, config_file: Path | None = None, environ: dict[str, str] | None = None, **flags) -> "ServerConfig":
         """Merge the four layers; raise ValueError naming any unknown or malformed setting."""
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, object] = {}
-
-        def put(name: str, value, origin: str):
-            if name not in known:
-                raise ValueError(f"unknown setting {name!r} in {origin}; known: {', '.join(sorted(known))}")
-            parse = known[name].metadata["parse"]
-            try:
-                values[name] = parse(value) if isinstance(value, str) else (
-                    tuple(value) if isinstance(value, list) else type(known[name].default)(value))
-            except (TypeError, ValueError):
-                raise ValueError(f"setting {name!r} in {origin}: {value!r} is not a valid "
-                                 f"{type(known[name].default).__name__}") from None
-
-        if config_file is not None:
-            with open(config_file, "rb") as handle:
-                for name, value in tomllib.load(handle).items():
-                    put(name, value, str(config_file))
-        for variable, value in (os.environ if environ is None else environ).items():
-            if variable.startswith("CMC_"):
-                put(variable[4:].lower(), value, f"environment variable {variable}")
-        for name, value in flags.items():
-            if value is not None:
-                put(name, value, "command-line flags")
-        return cls(**values)
+        return _load_layers(cls, config_file, environ, flags)
 
     def paths(self) -> Settings:
         return Settings(build_dir=Path(self.build_dir)) if self.build_dir else Settings()
+
+
+@dataclass(frozen=True)
+class WikidataConfig:
+    """Settings of `cmc-kg link wikidata` and `cmc-kg enrich wikidata`, layered as the server's are.
+
+    They share the config file and the CMC_* variables with `cmc-kg serve`, which leaves them alone.
+    """
+
+    wikidata_endpoint: str = _setting("https://query.wikidata.org/sparql",
+                                      "SPARQL endpoint that `cmc-kg link` and `cmc-kg enrich` query for Wikidata.")
+    wikidata_user_agent: str = _setting("", "User-Agent sent to the Wikidata endpoint; Wikimedia asks for a tool name "
+                                            "and a contact (e-mail or URL). Empty: cmc-kg/<version> with the project's URL.")
+    wikidata_batch_size: int = _setting(50, "Codes, labels or items per query (VALUES) sent to the Wikidata endpoint.")
+    wikidata_timeout: float = _setting(60.0, "Seconds one request to the Wikidata endpoint may take.")
+    wikidata_retries: int = _setting(4, "Retries of a failed request (429, 5xx, network), with exponential backoff.")
+    wikidata_max_retry_wait: float = _setting(120.0, "Longest wait a Retry-After header may ask for; "
+                                                     "a longer one stops the run.")
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, environ: dict[str, str] | None = None,
+             **flags) -> "WikidataConfig":
+        """Merge defaults < config file (TOML) < CMC_* environment variables < flags."""
+        return _load_layers(cls, config_file, environ, flags)
+
+
+_COMMANDS = (ServerConfig, WikidataConfig)
+
+
+def _load_layers(cls, config_file: Path | None, environ: dict[str, str] | None, flags: dict):
+    """Merge the layers of one command's settings, leaving alone those that belong to another command."""
+    known = {f.name: f for f in fields(cls)}
+    others = {f.name for other in _COMMANDS if other is not cls for f in fields(other)}
+    values: dict[str, object] = {}
+
+    def put(name: str, value, origin: str):
+        if name in others and name not in known:
+            return
+        if name not in known:
+            raise ValueError(f"unknown setting {name!r} in {origin}; known: {', '.join(sorted(known))}")
+        parse = known[name].metadata["parse"]
+        try:
+            values[name] = parse(value) if isinstance(value, str) else (
+                tuple(value) if isinstance(value, list) else type(known[name].default)(value))
+        except (TypeError, ValueError):
+            raise ValueError(f"setting {name!r} in {origin}: {value!r} is not a valid "
+                             f"{type(known[name].default).__name__}") from None
+
+    if config_file is not None:
+        with open(config_file, "rb") as handle:
+            for name, value in tomllib.load(handle).items():
+                put(name, value, str(config_file))
+    for variable, value in (os.environ if environ is None else environ).items():
+        if variable.startswith("CMC_"):
+            put(variable[4:].lower(), value, f"environment variable {variable}")
+    for name, value in flags.items():
+        if value is not None:
+            put(name, value, "command-line flags")
+    return cls(**values)

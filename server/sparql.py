@@ -7,7 +7,7 @@ from flask import Blueprint, Response, request
 from rdflib import BNode, Graph, Literal, URIRef
 from werkzeug.datastructures import MultiDict
 
-from cmc_kg.engine import EngineBusy, NotAcceptable, QueryRequest, QueryTimeout
+from cmc_kg.engine import EngineBusy, NotAcceptable, QueryRequest, QueryTimeout, ServiceError
 from cmc_kg.formats import RDF_FORMATS, RESULT_FORMATS, Format, by_name_or_type, write_triples
 from cmc_kg.namespaces import RDF, SD, VOID, XSD, bind_prefixes
 from cmc_kg.query import QueryError
@@ -122,6 +122,8 @@ def sparql():
         return error(406, f"the query gives {kind} and none of the accepted media types can hold them")
     except (QueryTimeout, EngineBusy) as stopped:
         return error(503, f"{stopped}; simplify the query or ask for fewer results")
+    except ServiceError as failed:
+        return error(502, f"{failed}")
     table = RDF_FORMATS if answer.kind == "graph" else RESULT_FORMATS
     response = Response(answer.body, 200, mimetype=table[answer.format].media_type)
     if answer.truncated:

@@ -1,9 +1,659 @@
-"""Explore pages: treaty status over time and the coalition network, drawn from the graph."""
+"""Explore pages: treaty status over time and the coalition network, drawn from the graph.
+
+* ``/explore``: the index, one card per picture.
+* ``/explore/treaty/<slug>`` (``ccm``, ``mbt``, ``ccw``): a step chart of signatories and states parties from
+  the first act to the depositary's as-at date, with the treaty's own events marked; and, for a date picked
+  with ``?date=YYYY-MM-DD`` (default: the as-at date), every state's status on that date as a sortable table.
+* ``/explore/compare?a=ccm&b=mbt&date=...``: the parties of one treaty that are not parties of the other,
+  both ways.
+* ``/explore/network``: the CMC, the ICBL and the ICBL-CMC they merged into, with their members by role,
+  governance bodies, and the countries the members are based in.
+
+Every picture is drawn on the server as SVG from the answer of one SPARQL query kept in
+``queries/explore/*.rq`` (read at each request, so the file is the one place the query lives); the page
+shows that query, with the page's treaty and date filled in, and links it to the query page. The pages load
+nothing from elsewhere; ``static/explore.js`` only sorts the status table. No project IRI is spelled here:
+treaties and entity links are built from :mod:`cmc_kg.namespaces`.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import math
+import re
+import urllib.parse
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
 
-__all__ = ["bp"]
+from flask import Blueprint, abort, render_template, request
+from markupsafe import Markup
+
+from cmc_kg.engine import EngineBusy, QueryTimeout
+from cmc_kg.namespaces import CMC, ID, ONTOLOGY, PREFIXES
+
+from .state import State
+
+__all__ = ["bp", "set_values", "treaty_chart", "network_layout"]
 
 bp = Blueprint("explore", __name__)
+
+# The treaties the pages draw, by the slug of their IRI (ID + "treaty/" + slug).
+TREATY_SLUGS = ("ccm", "mbt", "ccw")
+# The hubs of the network, by the slug of their IRI (ID + "org/" + slug); the query names them too.
+STATUSES = ("none", "signed", "party", "in force", "withdrawn")
+
+# A project IRI <BASE + rest> is served at /rest (as server.pages does).
+_BASE = str(ONTOLOGY).rsplit("/", 1)[0] + "/"
+_CURIES = sorted(((prefix, str(ns)) for prefix, ns in PREFIXES.items()), key=lambda item: -len(item[1]))
+
+
+def entity_path(iri: str) -> str | None:
+    """The server path of an entity IRI (``<base>/id/x`` -> ``/id/x``); None for IRIs the graph does not mint."""
+    return "/" + iri[len(_BASE):] if iri.startswith(str(ID)) else None
+
+
+def treaty_iri(slug: str) -> str:
+    return str(ID[f"treaty/{slug}"])
+
+
+def curie(iri: str) -> str:
+    """``prefix:local`` when the local part is a plain name, else ``<iri>``, for query text."""
+    for prefix, namespace in _CURIES:
+        if iri.startswith(namespace) and re.fullmatch(r"[A-Za-z0-9_-]+", iri[len(namespace):]):
+            return f"{prefix}:{iri[len(namespace):]}"
+    return f"<{iri}>"
+
+
+def date_literal(day: date) -> str:
+    return f'"{day.isoformat()}"^^xsd:date'
+
+
+# --------------------------------------------------------------------------------------------------
+# The queries behind the pictures
+# --------------------------------------------------------------------------------------------------
+
+_VALUES = re.compile(r"VALUES\s*(\((?:\s*\?\w+)+\s*\)|\?\w+)\s*\{(.*?)\}", re.S)
+
+
+def set_values(text: str, variables: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """The query with the data of its ``VALUES`` block over exactly ``variables`` replaced by ``rows``.
+
+    The query files hold runnable defaults (``VALUES (?treaty ?onDate) { (treaty:ccm "…"^^xsd:date) }``);
+    a page swaps in its own treaty and date, so the text it shows is the text it ran.
+    :raises ValueError: when the query has no such block (the file and the code disagree).
+    """
+    for match in _VALUES.finditer(text):
+        names = tuple(re.findall(r"\?(\w+)", match.group(1)))
+        if names != variables:
+            continue
+        if len(names) == 1:
+            data = "{ " + " ".join(row[0] for row in rows) + " }"
+        elif len(rows) == 1:
+            data = "{ (" + " ".join(rows[0]) + ") }"
+        else:
+            line_start = text.rfind("\n", 0, match.start()) + 1
+            indent = " " * (match.start() - line_start)
+            data = "{\n" + "".join(f"{indent}  (" + " ".join(row) + ")\n" for row in rows) + indent + "}"
+        return text[:match.start()] + f"VALUES {match.group(1)} {data}" + text[match.end():]
+    raise ValueError(f"the query has no VALUES block over {' '.join('?' + v for v in variables)}")
+
+
+@dataclass
+class Sparql:
+    """One query as run for a picture: its title, text and answer."""
+
+    name: str
+    title: str
+    text: str
+    rows: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def link(self) -> str:
+        return "/query?" + urllib.parse.urlencode({"query": self.text})
+
+
+class Unavailable(Exception):
+    """The engine could not answer in time."""
+
+
+def _query_file(name: str) -> str:
+    path = State.current().paths.queries_dir / "explore" / f"{name}.rq"
+    return path.read_text(encoding="utf-8")
+
+
+def run(name: str, values: list[tuple[tuple[str, ...], list[tuple[str, ...]]]] = ()) -> Sparql:
+    """Read ``queries/explore/<name>.rq``, fill in its VALUES, run it; rows as plain strings."""
+    text = _query_file(name)
+    title = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                  if line.lower().startswith("# title:")), name)
+    for variables, rows in values:
+        text = set_values(text, variables, rows)
+    try:
+        bindings = State.current().select(text)
+    except (QueryTimeout, EngineBusy) as stopped:
+        raise Unavailable(str(stopped)) from None
+    rows = [{key: term["value"] for key, term in binding.items()} for binding in bindings]
+    return Sparql(name, title, text, rows)
+
+
+@bp.errorhandler(Unavailable)
+def _unavailable(error):
+    return render_template("explore_error.html", title="Busy", message=str(error)), 503
+
+
+# --------------------------------------------------------------------------------------------------
+# Treaties
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Treaty:
+    slug: str
+    iri: str
+    name: str
+    as_at: date
+
+    @property
+    def path(self) -> str | None:
+        return entity_path(self.iri)
+
+
+def treaties() -> tuple[dict[str, Treaty], Sparql]:
+    answer = run("treaties")
+    by_iri = {row["treaty"]: row for row in answer.rows}
+    found = {}
+    for slug in TREATY_SLUGS:
+        row = by_iri.get(treaty_iri(slug))
+        if row and row.get("asAt"):
+            found[slug] = Treaty(slug, row["treaty"], row["name"], date.fromisoformat(row["asAt"]))
+    return found, answer
+
+
+def _treaty_or_404(slug: str) -> tuple[Treaty, dict[str, Treaty]]:
+    known, _ = treaties()
+    if slug not in known:
+        abort(404)
+    return known[slug], known
+
+
+def _date_arg(name: str, default: date) -> tuple[date, str | None]:
+    """The ``?date=`` argument, or the default with a message when it is not a date."""
+    given = request.args.get(name, "").strip()
+    if not given:
+        return default, None
+    try:
+        day = date.fromisoformat(given)
+    except ValueError:
+        return default, f"“{given}” is not a date of the form YYYY-MM-DD; showing {default.isoformat()}."
+    if not 1900 <= day.year <= 2100:
+        return default, f"{given} is outside the years 1900–2100; showing {default.isoformat()}."
+    return day, None
+
+
+def series_query(treaty: Treaty) -> Sparql:
+    return run("signatories-and-parties-over-time",
+               [(("treaty", "until"), [(curie(treaty.iri), date_literal(treaty.as_at))])])
+
+
+def events_query(treaty: Treaty) -> Sparql:
+    return run("treaty-events", [(("treaty",), [(curie(treaty.iri),)])])
+
+
+def status_query(treaty: Treaty, on: date) -> Sparql:
+    return run("status-on-a-date", [(("treaty", "onDate"), [(curie(treaty.iri), date_literal(on))])])
+
+
+def _ordinal(day: date) -> int:
+    return day.toordinal()
+
+
+def _text_width(text: str, size: float, bold: bool = False) -> float:
+    """A generous estimate of a label's width in DejaVu Sans-like fonts (no font metrics on the server)."""
+    wide = sum(1 for c in text if c in "MWmw@%") * 0.3
+    narrow = sum(1 for c in text if c in "iljtf.,;:'!|() ") * 0.25
+    return (len(text) + wide - narrow) * size * (0.64 if bold else 0.6)
+
+
+def _nice_step(top: int) -> int:
+    for step in (5, 10, 20, 25, 50, 100, 200, 250, 500):
+        if top / step <= 8:
+            return step
+    return 1000
+
+
+EVENT_NAMES = {"Adoption": "adopted", "OpeningForSignature": "opened for signature",
+               "ThresholdReached": "threshold reached", "EntryIntoForce": "entry into force"}
+
+
+def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at: date,
+                 width: int = 980, height: int = 300, compact: bool = False) -> dict:
+    """The geometry of the step chart, for explore_chart macros.
+
+    :param series: (date, signatories, parties) on each date a count may change, in date order.
+    :param events: dicts with ``date`` (a date), ``label``, ``kind`` ('event' or 'withdrawal'), ``title``.
+    :returns: paths, axes, markers with label rows, end labels, the SVG's size.
+    """
+    first = min([d for d, _, _ in series] + [e["date"] for e in events] + [as_at])
+    start = date(first.year, 1, 1)
+    end = as_at
+    font = 12
+    left, right = (8, 8) if compact else (48, 150)
+    top_rows: list = []
+    markers: list[dict] = []
+    plot_w = width - left - right
+
+    def x(day: date) -> float:
+        span = max(1, _ordinal(end) - _ordinal(start))
+        return round(left + (_ordinal(day) - _ordinal(start)) / span * plot_w, 1)
+
+    if not compact:
+        # Labels sit in rows above the plot (row 0 nearest it); a marker's line runs from its label down
+        # through the rows below. Placed right to left, each label takes the lowest row where it overlaps
+        # no label, covers no line of a higher label, and its own line crosses no lower label.
+        labels: dict[int, list[tuple[float, float]]] = defaultdict(list)
+        for event in sorted(events, key=lambda e: e["date"], reverse=True):
+            if not start <= event["date"] <= end:
+                continue
+            mx = x(event["date"])
+            w = _text_width(event["label"], font) + 4
+            anchor = "start" if mx + 4 + w <= width - 4 else "end"
+            x0, x1 = (mx, mx + 4 + w) if anchor == "start" else (mx - 4 - w, mx)
+
+            def fits(row: int) -> bool:
+                return all(b < x0 - 6 or a > x1 + 6 for a, b in labels[row])
+
+            def clear(row: int) -> bool:
+                return (fits(row) and not any(m["row"] > row and x0 - 4 <= m["x"] <= x1 + 4 for m in markers)
+                        and not any(a - 4 <= mx <= b + 4 for r in range(row) for a, b in labels[r]))
+
+            row = next((r for r in range(10) if clear(r)), None)
+            if row is None:
+                row = next(r for r in range(len(labels) + 1) if fits(r))
+            labels[row].append((x0, x1))
+            markers.append({**event, "x": mx, "row": row, "anchor": anchor,
+                            "tx": mx + 4 if anchor == "start" else mx - 4})
+        markers.sort(key=lambda m: m["date"])
+        top_rows = [labels[r] for r in range(max(labels) + 1)] if labels else []
+    band = 0 if compact else 14 + len(top_rows) * 16
+    plot_top = band + 6
+    plot_bottom = plot_top + height
+    total_h = plot_bottom + (4 if compact else 34)
+
+    last_sig = series[-1][1] if series else 0
+    last_par = series[-1][2] if series else 0
+    peak = max([1] + [max(s, p) for _, s, p in series])
+    step = _nice_step(peak)
+    y_max = math.ceil(peak / step) * step
+
+    def y(value: int) -> float:
+        return round(plot_bottom - value / y_max * height, 1)
+
+    def step_path(index: int) -> str:
+        parts = [f"M{x(start)},{y(0)}"]
+        for point in series:
+            if point[0] > end:
+                break
+            parts.append(f"H{x(point[0])}V{y(point[index])}")
+        parts.append(f"H{x(end)}")
+        return "".join(parts)
+
+    years = range(start.year, end.year + 1)
+    span_years = end.year - start.year + 1
+    every = 1 if span_years <= 12 else 2 if span_years <= 24 else 5
+    ticks = [{"x": x(date(yr, 1, 1)), "label": str(yr) if yr % every == 0 else ""} for yr in years]
+    grid = [{"y": y(v), "label": str(v)} for v in range(0, y_max + 1, step)]
+    for marker in markers:
+        marker["ty"] = plot_top - 8 - marker["row"] * 16
+    end_labels = [{"y": y(last_par), "text": f"{last_par} parties", "kind": "parties"},
+                  {"y": y(last_sig), "text": f"{last_sig} signatories", "kind": "signatories"}]
+    if abs(end_labels[0]["y"] - end_labels[1]["y"]) < 15:
+        upper, lower = sorted(end_labels, key=lambda item: item["y"])
+        middle = (upper["y"] + lower["y"]) / 2
+        upper["y"], lower["y"] = middle - 8, middle + 8
+    return {"width": width, "height": total_h, "left": left, "right": width - right, "top": plot_top,
+            "bottom": plot_bottom, "signatories_path": step_path(1), "parties_path": step_path(2),
+            "ticks": ticks, "grid": grid, "markers": markers, "end_x": x(end), "end_labels": end_labels,
+            "last_signatories": last_sig, "last_parties": last_par, "start": start, "end": end,
+            "compact": compact}
+
+
+def _series(answer: Sparql) -> list[tuple[date, int, int]]:
+    return [(date.fromisoformat(r["date"]), int(r["signatories"]), int(r["parties"])) for r in answer.rows]
+
+
+def _chart_events(answer: Sparql, as_at: date) -> tuple[list[dict], list[dict]]:
+    """The chart's markers (same-day withdrawals merged) and the withdrawals still pending at the as-at date."""
+    markers, withdrawals, notified = [], defaultdict(list), {}
+    for row in answer.rows:
+        kind, day = row["kind"].rsplit("#", 1)[-1], date.fromisoformat(row["date"])
+        if kind in EVENT_NAMES:
+            markers.append({"date": day, "kind": "event", "label": EVENT_NAMES[kind],
+                            "title": f"{day.isoformat()}: {EVENT_NAMES[kind]}"})
+        elif kind == "WithdrawalEffective":
+            withdrawals[day].append(row["stateName"])
+        elif kind == "WithdrawalNotification":
+            notified[row["state"]] = (day, row["stateName"])
+    effective = {}
+    for row in answer.rows:
+        if row["kind"].endswith("WithdrawalEffective"):
+            effective[row["state"]] = date.fromisoformat(row["date"])
+    for day, names in sorted(withdrawals.items()):
+        if day <= as_at:
+            names = sorted(names)
+            text = (", ".join(names[:-1]) + " and " + names[-1]) if len(names) > 1 else names[0]
+            label = f"{text} withdraw{'s' if len(names) == 1 else ''}"
+            markers.append({"date": day, "kind": "withdrawal", "label": label,
+                            "title": f"{day.isoformat()}: withdrawal of {text} takes effect"})
+    pending = [{"name": name, "notified": day, "effective": effective.get(state)}
+               for state, (day, name) in notified.items()
+               if day <= as_at and (effective.get(state) is None or effective[state] > as_at)]
+    return markers, sorted(pending, key=lambda p: (p["notified"], p["name"]))
+
+
+def _status_rows(answer: Sparql, on: date) -> list[dict]:
+    rows = []
+    for row in answer.rows:
+        cells = {}
+        for key in ("signed", "consented", "inForce", "withdrawalNotified", "withdrawn"):
+            value = row.get(key)
+            cells[key] = {"value": value or "", "later": bool(value) and value > on.isoformat()}
+        rows.append({"name": row["name"], "path": entity_path(row["state"]), "status": row["status"],
+                     "rank": STATUSES.index(row["status"]), **cells})
+    return rows
+
+
+@bp.get("/explore")
+def index():
+    known, treaties_sparql = treaties()
+    cards = []
+    for treaty in known.values():
+        series = _series(series_query(treaty))
+        cards.append({"treaty": treaty, "chart": treaty_chart(series, [], treaty.as_at, width=300, height=70,
+                                                              compact=True)})
+    return render_template("explore_index.html", title="Explore", cards=cards, treaties=known,
+                           as_at=max((t.as_at for t in known.values()), default=None))
+
+
+@bp.get("/explore/treaty/<slug>")
+def treaty_page(slug: str):
+    treaty, known = _treaty_or_404(slug)
+    on, problem = _date_arg("date", treaty.as_at)
+    series_sparql, events_sparql = series_query(treaty), events_query(treaty)
+    markers, pending = _chart_events(events_sparql, treaty.as_at)
+    chart = treaty_chart(_series(series_sparql), markers, treaty.as_at)
+    status_sparql = status_query(treaty, on)
+    rows = _status_rows(status_sparql, on)
+    counts = {status: sum(1 for r in rows if r["status"] == status) for status in STATUSES}
+    has_entry_into_force = any(r["inForce"]["value"] for r in rows)
+    others = [t for t in known.values() if t.slug != slug]
+    return render_template("explore_treaty.html", title=treaty.name, treaty=treaty, treaties=known, on=on,
+                           problem=problem, chart=chart, pending=pending, series=_series(series_sparql),
+                           rows=rows, counts=counts, statuses=STATUSES, others=others,
+                           has_entry_into_force=has_entry_into_force, chart_sparql=series_sparql,
+                           events_sparql=events_sparql, status_sparql=status_sparql)
+
+
+@bp.get("/explore/compare")
+def compare():
+    known, _ = treaties()
+    slugs = list(known)
+    a = request.args.get("a", "ccm" if "ccm" in known else slugs[0])
+    b = request.args.get("b", "mbt" if "mbt" in known else slugs[-1])
+    if a not in known or b not in known:
+        abort(404)
+    first, second = known[a], known[b]
+    on, problem = _date_arg("date", min(first.as_at, second.as_at))
+    if a == b:
+        problem = (problem + " " if problem else "") + "Pick two different treaties."
+    answer = run("parties-of-one-not-the-other", [(("partyTo", "notPartyTo", "onDate"), [
+        (curie(first.iri), curie(second.iri), date_literal(on)),
+        (curie(second.iri), curie(first.iri), date_literal(on))])])
+    sides = []
+    for one, other in ((first, second), (second, first)):
+        states = [{"name": r["name"], "path": entity_path(r["state"])} for r in answer.rows
+                  if r["partyTo"] == one.iri and r["notPartyTo"] == other.iri]
+        parties = sum(1 for r in _status_rows(status_query(one, on), on) if r["status"] in ("party", "in force"))
+        sides.append({"one": one, "other": other, "states": states, "parties": parties})
+    both = sides[0]["parties"] - len(sides[0]["states"]) if a != b else sides[0]["parties"]
+    return render_template("explore_compare.html", title="Compare treaties", treaties=known, a=first, b=second,
+                           on=on, problem=problem, sides=sides, both=both, sparql=answer)
+
+
+# --------------------------------------------------------------------------------------------------
+# The coalition network
+# --------------------------------------------------------------------------------------------------
+
+# Node kinds, in the order the legend lists them: (key, legend label).
+NODE_KINDS = (("coalition", "international coalition or campaign"), ("organization", "organization"),
+              ("national-campaign", "national campaign"), ("person", "person"),
+              ("governance", "governance body"), ("research", "research and monitoring programme"),
+              ("country", "country"))
+
+# Edge styles by the local name of the relation: (key, legend label, rank used to order members).
+RELATIONS = {
+    "SteeringCommitteeMemberRole": ("steering", "steering committee member", 0),
+    "FoundingMemberRole": ("founding", "founding member", 0),
+    "FoundingOrganizationRole": ("founding-org", "founding organization", 1),
+    "CoordinatorRole": ("coordinator", "coordinator", 1),
+    "MemberRole": ("member", "member", 2),
+    "AmbassadorRole": ("ambassador", "ambassador", 2),
+    "ParticipantRole": ("participant", "participant", 3),
+    "unitOf": ("unit", "governance body of", 4),
+    "subOrganizationOf": ("part", "part of", 4),
+    "Merger": ("merger", "merged into", 4),
+    "country": ("based", "based in", 5),
+}
+
+_LOCAL = re.compile(r"[#/]([^#/]+)$")
+
+
+def _local(iri: str) -> str:
+    match = _LOCAL.search(iri)
+    return match.group(1) if match else iri
+
+
+def _node_kind(kinds: set[str]) -> str:
+    if "Country" in kinds:
+        return "country"
+    if kinds & {"Person", "Survivor"}:
+        return "person"
+    if "GovernanceBody" in kinds:
+        return "governance"
+    if "NationalCampaign" in kinds:
+        return "national-campaign"
+    if "ResearchAndMonitoringProgramme" in kinds:
+        return "research"
+    if kinds & {"Coalition", "Campaign"}:
+        return "coalition"
+    return "organization"
+
+
+def _wrap(text: str, limit: int) -> list[str]:
+    """At most two lines of at most about ``limit`` characters, broken at spaces."""
+    if len(text) <= limit:
+        return [text]
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > limit and len(lines) == 0:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    return lines
+
+
+@dataclass
+class Node:
+    iri: str
+    label: str
+    kind: str
+    layer: int = 1
+    lines: list[str] = field(default_factory=list)
+    x: float = 0
+    y: float = 0          # centre
+    w: float = 0
+    h: float = 0
+    order: tuple = ()
+
+    @property
+    def path(self) -> str | None:
+        return entity_path(self.iri)
+
+
+NODE_FONT = 13
+LINE_HEIGHT = 16
+
+
+def network_layout(rows: list[dict[str, str]]) -> dict:
+    """Nodes in columns by kind and role, edges as curves, computed from the network query's rows.
+
+    Columns, left to right: countries; members (organizations, national campaigns, people); the campaigns
+    that merged; what they merged into and the bodies of the merged ones; the bodies and parts of the
+    result. Each column is a stack of boxes wide enough for its labels, so no two labels overlap; a node's
+    height in its column follows the mean height of its neighbours in the column before.
+    """
+    nodes: dict[str, Node] = {}
+    edges = []
+    for row in rows:
+        for end in ("from", "to"):
+            iri = row[end]
+            kinds = {_local(k) for k in row.get(f"{end}Kinds", "").split()}
+            if iri not in nodes:
+                nodes[iri] = Node(iri, row[f"{end}Label"], _node_kind(kinds))
+        relation = _local(row["relation"])
+        style, label, rank = RELATIONS.get(relation, ("member", row.get("relationLabel", relation), 3))
+        edges.append({"from": row["from"], "to": row["to"], "style": style, "label": label, "rank": rank})
+
+    merged_into = {e["from"]: e["to"] for e in edges if e["style"] == "merger"}
+    results = set(merged_into.values())
+    hubs = {e["to"] for e in edges if e["style"] != "based"}
+    for node in nodes.values():
+        node.layer = (0 if node.kind == "country" else 2 if node.iri in merged_into else
+                      3 if node.iri in results else 2 if node.iri in hubs else 1)
+    for e in edges:   # a body or part sits in the column after its organization
+        if e["style"] in ("unit", "part"):
+            nodes[e["from"]].layer = nodes[e["to"]].layer + 1
+
+    # Hubs in order of the number of their members, the one that results from the merger last.
+    member_count = defaultdict(int)
+    for e in edges:
+        if nodes[e["from"]].layer == 1:
+            member_count[e["to"]] += 1
+    hub_order = sorted((iri for iri in hubs if nodes[iri].layer >= 2),
+                       key=lambda iri: (nodes[iri].layer, -member_count[iri], nodes[iri].label))
+    hub_index = {iri: i for i, iri in enumerate(hub_order)}
+
+    limits = {0: 22, 1: 34, 2: 24, 3: 24, 4: 24}
+    for node in nodes.values():
+        node.lines = _wrap(node.label, limits.get(node.layer, 24))
+        bold = node.kind == "coalition"
+        node.w = max(_text_width(line, NODE_FONT, bold) for line in node.lines) + 20
+        node.h = len(node.lines) * LINE_HEIGHT + 10
+
+    layers: dict[int, list[Node]] = defaultdict(list)
+    for node in nodes.values():
+        layers[node.layer].append(node)
+    for layer_nodes in layers.values():
+        width = max(n.w for n in layer_nodes)
+        for n in layer_nodes:
+            n.w = width
+
+    gaps = {0: 70, 1: 150, 2: 110, 3: 90}
+    x = 10.0
+    for layer in sorted(layers):
+        for n in layers[layer]:
+            n.x = x
+        x += layers[layer][0].w + gaps.get(layer, 90)
+    width = x - gaps.get(max(layers), 90) + 10 + 60
+
+    neighbours = defaultdict(set)
+    for e in edges:
+        neighbours[e["from"]].add(e["to"])
+        neighbours[e["to"]].add(e["from"])
+
+    # The members' column: grouped by the hubs they belong to, then by their strongest role, then by name.
+    for n in layers.get(1, []):
+        own = [e for e in edges if e["from"] == n.iri and e["to"] in hub_index]
+        n.order = (tuple(sorted({hub_index[e["to"]] for e in own})) or (99,),
+                   min((e["rank"] for e in own), default=9), n.label.lower())
+    gap = 10
+    y = 20.0
+    for n in sorted(layers.get(1, []), key=lambda n: n.order):
+        n.y = y + n.h / 2
+        y += n.h + gap
+    column_bottom = y
+
+    def place(layer_nodes: list[Node], desired: dict[str, float]) -> None:
+        """Stack the nodes near their desired centres, in that order, without overlaps."""
+        ordered = sorted(layer_nodes, key=lambda n: (desired[n.iri], n.label))
+        cursor = 20.0
+        for n in ordered:
+            n.y = max(desired[n.iri], cursor + n.h / 2)
+            cursor = n.y + n.h / 2 + 18
+        overflow = cursor - 18 - max(column_bottom, cursor - 18)
+        if overflow > 0:
+            for n in ordered:
+                n.y -= overflow
+
+    def mean(values, default):
+        values = list(values)
+        return sum(values) / len(values) if values else default
+
+    placed = {n.iri for n in layers.get(1, [])}
+    for layer in sorted(l for l in layers if l >= 2):
+        desired = {}
+        for n in layers[layer]:
+            near = [nodes[m].y for m in neighbours[n.iri] if m in placed and nodes[m].layer < layer]
+            desired[n.iri] = mean(near, column_bottom / 2)
+        place(layers[layer], desired)
+        placed |= {n.iri for n in layers[layer]}
+    if 0 in layers:
+        place(layers[0], {n.iri: mean((nodes[m].y for m in neighbours[n.iri]), column_bottom / 2)
+                          for n in layers[0]})
+    height = max([column_bottom] + [n.y + n.h / 2 + 20 for n in nodes.values()])
+
+    # Edges: from the right side of the left node to the left side of the right one; several relations
+    # between the same two nodes run side by side; an edge within a column bends out to the right.
+    pair_count = defaultdict(list)
+    for e in edges:
+        pair_count[frozenset((e["from"], e["to"]))].append(e)
+    drawn = []
+    for e in sorted(edges, key=lambda e: -e["rank"]):
+        a, b = nodes[e["from"]], nodes[e["to"]]
+        siblings = pair_count[frozenset((a.iri, b.iri))]
+        offset = (siblings.index(e) - (len(siblings) - 1) / 2) * 5
+        if a.layer == b.layer:
+            x1, x2 = a.x + a.w, b.x + b.w
+            bend = 45 + abs(a.y - b.y) * 0.1
+            d = f"M{x1:.1f},{a.y + offset:.1f} C{x1 + bend:.1f},{a.y + offset:.1f} " \
+                f"{x2 + bend:.1f},{b.y + offset:.1f} {x2:.1f},{b.y + offset:.1f}"
+        else:
+            left, right = (a, b) if a.x < b.x else (b, a)
+            x1, x2 = left.x + left.w, right.x
+            dx = (x2 - x1) / 2
+            d = f"M{x1:.1f},{left.y + offset:.1f} C{x1 + dx:.1f},{left.y + offset:.1f} " \
+                f"{x2 - dx:.1f},{right.y + offset:.1f} {x2:.1f},{right.y + offset:.1f}"
+        drawn.append({**e, "d": d, "title": f"{a.label} — {e['label']} — {b.label}"})
+
+    used_kinds = {n.kind for n in nodes.values()}
+    used_styles = {e["style"] for e in edges}
+    legend_nodes = [(key, label) for key, label in NODE_KINDS if key in used_kinds]
+    legend_edges = []
+    for style, label, _ in sorted(set(RELATIONS.values()), key=lambda item: (item[2], item[1])):
+        if style in used_styles and style not in [s for s, _ in legend_edges]:
+            legend_edges.append((style, label))
+    return {"nodes": sorted(nodes.values(), key=lambda n: (n.layer, n.y)), "edges": drawn,
+            "width": round(width), "height": round(height), "legend_nodes": legend_nodes,
+            "legend_edges": legend_edges, "line_height": LINE_HEIGHT, "font": NODE_FONT}
+
+
+@bp.get("/explore/network")
+def network():
+    answer = run("coalition-network")
+    layout = network_layout(answer.rows)
+    counts = defaultdict(int)
+    for node in layout["nodes"]:
+        counts[node.kind] += 1
+    return render_template("explore_network.html", title="The coalition network", layout=layout,
+                           counts=counts, sparql=answer)
+

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from cmc_kg.cli import main
 
-COMMANDS = ["build", "validate", "query", "stats", "serve", "import-tables"]
+COMMANDS = ["build", "validate", "query", "stats", "serve", "import-tables", "export", "push", "link", "enrich"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

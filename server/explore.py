@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from flask import Blueprint, abort, render_template, request
-from markupsafe import Markup
 
 from cmc_kg.engine import EngineBusy, QueryTimeout
-from cmc_kg.namespaces import CMC, ID, ONTOLOGY, PREFIXES
+from cmc_kg.namespaces import ID, ONTOLOGY, PREFIXES
 
 from .state import State
 
@@ -39,7 +38,6 @@ bp = Blueprint("explore", __name__)
 
 # The treaties the pages draw, by the slug of their IRI (ID + "treaty/" + slug).
 TREATY_SLUGS = ("ccm", "mbt", "ccw")
-# The hubs of the network, by the slug of their IRI (ID + "org/" + slug); the query names them too.
 STATUSES = ("none", "signed", "party", "in force", "withdrawn")
 
 # A project IRI <BASE + rest> is served at /rest (as server.pages does).
@@ -259,11 +257,11 @@ def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at:
             x0, x1 = (mx, mx + 4 + w) if anchor == "start" else (mx - 4 - w, mx)
 
             def fits(row: int) -> bool:
-                return all(b < x0 - 6 or a > x1 + 6 for a, b in labels[row])
+                return all(b < x0 - 6 or a > x1 + 6 for a, b in labels.get(row, ()))
 
             def clear(row: int) -> bool:
                 return (fits(row) and not any(m["row"] > row and x0 - 4 <= m["x"] <= x1 + 4 for m in markers)
-                        and not any(a - 4 <= mx <= b + 4 for r in range(row) for a, b in labels[r]))
+                        and not any(a - 4 <= mx <= b + 4 for r in range(row) for a, b in labels.get(r, ())))
 
             row = next((r for r in range(10) if clear(r)), None)
             if row is None:
@@ -272,7 +270,7 @@ def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at:
             markers.append({**event, "x": mx, "row": row, "anchor": anchor,
                             "tx": mx + 4 if anchor == "start" else mx - 4})
         markers.sort(key=lambda m: m["date"])
-        top_rows = [labels[r] for r in range(max(labels) + 1)] if labels else []
+        top_rows = [labels.get(r, []) for r in range(max(labels) + 1)] if labels else []
     band = 0 if compact else 14 + len(top_rows) * 16
     plot_top = band + 6
     plot_bottom = plot_top + height
@@ -313,7 +311,7 @@ def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at:
             "bottom": plot_bottom, "signatories_path": step_path(1), "parties_path": step_path(2),
             "ticks": ticks, "grid": grid, "markers": markers, "end_x": x(end), "end_labels": end_labels,
             "last_signatories": last_sig, "last_parties": last_par, "start": start, "end": end,
-            "compact": compact}
+            "compact": compact, "x": x}
 
 
 def _series(answer: Sparql) -> list[tuple[date, int, int]]:
@@ -340,7 +338,7 @@ def _chart_events(answer: Sparql, as_at: date) -> tuple[list[dict], list[dict]]:
         if day <= as_at:
             names = sorted(names)
             text = (", ".join(names[:-1]) + " and " + names[-1]) if len(names) > 1 else names[0]
-            label = f"{text} withdraw{'s' if len(names) == 1 else ''}"
+            label = f"{text} withdraw{'s' if len(names) == 1 else ''} ({day.isoformat()})"
             markers.append({"date": day, "kind": "withdrawal", "label": label,
                             "title": f"{day.isoformat()}: withdrawal of {text} takes effect"})
     pending = [{"name": name, "notified": day, "effective": effective.get(state)}
@@ -502,6 +500,9 @@ class Node:
 
 NODE_FONT = 13
 LINE_HEIGHT = 16
+TOP = 44.0   # room for the column headings
+PLURALS = {"coalition": "coalitions", "organization": "organizations", "national-campaign": "national campaigns",
+           "person": "people", "governance": "bodies", "research": "research", "country": "countries"}
 
 
 def network_layout(rows: list[dict[str, str]]) -> dict:
@@ -543,7 +544,7 @@ def network_layout(rows: list[dict[str, str]]) -> dict:
                        key=lambda iri: (nodes[iri].layer, -member_count[iri], nodes[iri].label))
     hub_index = {iri: i for i, iri in enumerate(hub_order)}
 
-    limits = {0: 22, 1: 34, 2: 24, 3: 24, 4: 24}
+    limits = {0: 22, 1: 30, 2: 24, 3: 24, 4: 24}
     for node in nodes.values():
         node.lines = _wrap(node.label, limits.get(node.layer, 24))
         bold = node.kind == "coalition"
@@ -558,13 +559,13 @@ def network_layout(rows: list[dict[str, str]]) -> dict:
         for n in layer_nodes:
             n.w = width
 
-    gaps = {0: 70, 1: 150, 2: 110, 3: 90}
+    gaps = {0: 50, 1: 120, 2: 80, 3: 60}
     x = 10.0
     for layer in sorted(layers):
         for n in layers[layer]:
             n.x = x
-        x += layers[layer][0].w + gaps.get(layer, 90)
-    width = x - gaps.get(max(layers), 90) + 10 + 60
+        x += layers[layer][0].w + gaps.get(layer, 60)
+    width = x - gaps.get(max(layers), 60) + 10
 
     neighbours = defaultdict(set)
     for e in edges:
@@ -577,7 +578,7 @@ def network_layout(rows: list[dict[str, str]]) -> dict:
         n.order = (tuple(sorted({hub_index[e["to"]] for e in own})) or (99,),
                    min((e["rank"] for e in own), default=9), n.label.lower())
     gap = 10
-    y = 20.0
+    y = TOP
     for n in sorted(layers.get(1, []), key=lambda n: n.order):
         n.y = y + n.h / 2
         y += n.h + gap
@@ -586,7 +587,7 @@ def network_layout(rows: list[dict[str, str]]) -> dict:
     def place(layer_nodes: list[Node], desired: dict[str, float]) -> None:
         """Stack the nodes near their desired centres, in that order, without overlaps."""
         ordered = sorted(layer_nodes, key=lambda n: (desired[n.iri], n.label))
-        cursor = 20.0
+        cursor = TOP
         for n in ordered:
             n.y = max(desired[n.iri], cursor + n.h / 2)
             cursor = n.y + n.h / 2 + 18
@@ -612,29 +613,48 @@ def network_layout(rows: list[dict[str, str]]) -> dict:
                           for n in layers[0]})
     height = max([column_bottom] + [n.y + n.h / 2 + 20 for n in nodes.values()])
 
-    # Edges: from the right side of the left node to the left side of the right one; several relations
-    # between the same two nodes run side by side; an edge within a column bends out to the right.
-    pair_count = defaultdict(list)
-    for e in edges:
-        pair_count[frozenset((e["from"], e["to"]))].append(e)
-    drawn = []
-    for e in sorted(edges, key=lambda e: -e["rank"]):
+    # Edges: from the right side of the left node to the left side of the right one; an edge within a
+    # column bends out to the right. Where several edges meet a side of a box, their ends are spread along
+    # it in the order of the nodes at their other ends, so they fan out instead of crossing.
+    ends = []   # (edge index, which end, node, side, the other node)
+    for i, e in enumerate(edges):
         a, b = nodes[e["from"]], nodes[e["to"]]
-        siblings = pair_count[frozenset((a.iri, b.iri))]
-        offset = (siblings.index(e) - (len(siblings) - 1) / 2) * 5
         if a.layer == b.layer:
-            x1, x2 = a.x + a.w, b.x + b.w
-            bend = 45 + abs(a.y - b.y) * 0.1
-            d = f"M{x1:.1f},{a.y + offset:.1f} C{x1 + bend:.1f},{a.y + offset:.1f} " \
-                f"{x2 + bend:.1f},{b.y + offset:.1f} {x2:.1f},{b.y + offset:.1f}"
+            ends += [(i, 0, a, "right", b), (i, 1, b, "right", a)]
         else:
             left, right = (a, b) if a.x < b.x else (b, a)
-            x1, x2 = left.x + left.w, right.x
+            ends += [(i, 0, left, "right", right), (i, 1, right, "left", left)]
+    at: dict[tuple[int, int], tuple[float, float]] = {}
+    groups = defaultdict(list)
+    for end in ends:
+        groups[(end[2].iri, end[3])].append(end)
+    for (_, side), group in groups.items():
+        group.sort(key=lambda end: (end[4].y, edges[end[0]]["rank"], end[0]))
+        node = group[0][2]
+        usable = max(0.0, min(node.h - 10, 6.0 * (len(group) - 1)))
+        for k, (i, which, _, _, _) in enumerate(group):
+            y = node.y - usable / 2 + (usable * k / (len(group) - 1) if len(group) > 1 else usable / 2)
+            at[(i, which)] = (node.x + (node.w if side == "right" else 0), y)
+    drawn = []
+    for i, e in sorted(enumerate(edges), key=lambda item: -item[1]["rank"]):
+        a, b = nodes[e["from"]], nodes[e["to"]]
+        (x1, y1), (x2, y2) = at[(i, 0)], at[(i, 1)]
+        if a.layer == b.layer:
+            bend = 45 + abs(y1 - y2) * 0.1
+            d = f"M{x1:.1f},{y1:.1f} C{x1 + bend:.1f},{y1:.1f} {x2 + bend:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
+        else:
             dx = (x2 - x1) / 2
-            d = f"M{x1:.1f},{left.y + offset:.1f} C{x1 + dx:.1f},{left.y + offset:.1f} " \
-                f"{x2 - dx:.1f},{right.y + offset:.1f} {x2:.1f},{right.y + offset:.1f}"
+            d = f"M{x1:.1f},{y1:.1f} C{x1 + dx:.1f},{y1:.1f} {x2 - dx:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
         drawn.append({**e, "d": d, "title": f"{a.label} — {e['label']} — {b.label}"})
 
+    headings = []
+    for layer in sorted(layers):
+        kinds = {n.kind for n in layers[layer]}
+        words = ["members"] if layer == 1 else [PLURALS[k] for k, _ in NODE_KINDS if k in kinds]
+        text = ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
+        room = layers[layer][0].w + gaps.get(layer, 60) - 12
+        lines = [text] if _text_width(text.upper(), 12, True) <= room else words
+        headings.append({"x": layers[layer][0].x, "lines": lines})
     used_kinds = {n.kind for n in nodes.values()}
     used_styles = {e["style"] for e in edges}
     legend_nodes = [(key, label) for key, label in NODE_KINDS if key in used_kinds]
@@ -644,7 +664,7 @@ def network_layout(rows: list[dict[str, str]]) -> dict:
             legend_edges.append((style, label))
     return {"nodes": sorted(nodes.values(), key=lambda n: (n.layer, n.y)), "edges": drawn,
             "width": round(width), "height": round(height), "legend_nodes": legend_nodes,
-            "legend_edges": legend_edges, "line_height": LINE_HEIGHT, "font": NODE_FONT}
+            "legend_edges": legend_edges, "line_height": LINE_HEIGHT, "font": NODE_FONT, "headings": headings}
 
 
 @bp.get("/explore/network")
@@ -655,5 +675,5 @@ def network():
     for node in layout["nodes"]:
         counts[node.kind] += 1
     return render_template("explore_network.html", title="The coalition network", layout=layout,
-                           counts=counts, sparql=answer)
+                           counts=counts, sparql=answer, treaties=treaties()[0])
 

@@ -87,3 +87,45 @@ def server(built):
     live = start_server(built[0].build_dir)
     yield live
     stop_server(live)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags for Debian's Chromium as root on a machine whose only network is loopback.
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by Playwright (never a browser Playwright downloads)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (python3 tasks.py test does)",
+                    pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+OXIGRAPH = Path(sys.executable).parent / "oxigraph"
+
+
+def start_oxigraph(location: Path, data: Path | None = None) -> tuple[str, subprocess.Popen]:
+    """An Oxigraph server on a free loopback port (read-only over ``data`` when given); returns its base URL."""
+    if data is not None:
+        subprocess.run([str(OXIGRAPH), "load", "--location", str(location), "--file", str(data)],
+                       check=True, capture_output=True, timeout=60)
+    port = free_port()
+    command = "serve-read-only" if data is not None else "serve"
+    process = subprocess.Popen([str(OXIGRAPH), command, "--location", str(location), "--bind", f"127.0.0.1:{port}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/query?query=ASK%7B%7D", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    return url, process

@@ -8,7 +8,7 @@ import pytest
 
 from cmc_kg.build import BuildError, build
 from cmc_kg.namespaces import CMC, INFERRED_GRAPH, ONTOLOGY_GRAPH, PREFIXES, SOURCES_GRAPH, XSD
-from cmc_kg.query import open_store, select
+from cmc_kg.query import select
 
 
 def test_build_writes_dump_and_report(built):

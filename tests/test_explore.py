@@ -16,7 +16,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -25,10 +24,7 @@ from cmc_kg.query import example_queries, select
 from cmc_kg.settings import REPO_ROOT, Settings
 from server.explore import set_values
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SETTINGS = Settings()
 AS_AT = "2026-02-03"
 EXAMPLES = {q.path.stem: q for q in example_queries(SETTINGS)}
@@ -81,21 +77,6 @@ def _iso(href: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # The browser
 # --------------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)",
-                    pytrace=False)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed: pip install -e '.[test]'", pytrace=False)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
 
 @dataclass
 class Session:

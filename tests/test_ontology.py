@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rdflib import Graph, URIRef
+from rdflib import Graph
 
 from cmc_kg import namegen
 from cmc_kg.namespaces import CMC, DCTERMS, ONTOLOGY, OWL, RDF, RDFS

@@ -5,33 +5,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from cmc_kg.namespaces import GRAPH
 from cmc_kg.query import example_queries, select
-from conftest import free_port, start_server, stop_server
-
-OXIGRAPH = Path(sys.executable).parent / "oxigraph"
-
+from conftest import start_oxigraph, start_server, stop_server
 
 @pytest.fixture(scope="module")
 def oxigraph(tmp_path_factory):
     """An Oxigraph server with an empty store; yields its base URL."""
-    port = free_port()
-    process = subprocess.Popen([str(OXIGRAPH), "serve", "--location", str(tmp_path_factory.mktemp("oxigraph")),
-                                "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/query?query=ASK%7B%7D", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    url, process = start_oxigraph(tmp_path_factory.mktemp("oxigraph"))
     yield url
     process.terminate()
     process.wait(timeout=10)

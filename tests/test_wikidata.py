@@ -33,14 +33,13 @@ from cmc_kg.link.wikidata import LocalEntity, label_similarity, score_label_cand
 from cmc_kg.namespaces import CMC, GRAPH, OWL, P, PQ, PREFIXES, PROV, PS, RDFS, SKOS, WD, WDT, XSD
 from cmc_kg.query import example_queries, open_store, select
 from cmc_kg.settings import REPO_ROOT, ServerConfig, Settings, WikidataConfig
-from conftest import free_port, start_server, stop_server
+from conftest import free_port, start_oxigraph, start_server, stop_server
 from test_sparql_protocol import Listener, call
 
 SETTINGS = Settings()
 LINKS = SETTINGS.graph_dir / "wikidata-links"
 FIXTURE = REPO_ROOT / "tests" / "data" / "wikidata" / "fake-wikidata.ttl"
 FEDERATED = sorted((SETTINGS.queries_dir / "federated").glob("*.rq"))
-OXIGRAPH = Path(sys.executable).parent / "oxigraph"
 WDQS = WikidataConfig().wikidata_endpoint
 USER_AGENT = "cmc-kg-tests/1.0 (tests@example.org)"
 VERIFIED = {"kgorg:icbl": "Q325523", "kgorg:amnesty-international": "Q42970", "kgorg:human-rights-watch": "Q187052",
@@ -98,19 +97,8 @@ def _http_server(answer):
 @pytest.fixture(scope="module")
 def fake_wikidata(tmp_path_factory):
     """An Oxigraph server holding the Wikidata-shaped test data; yields its SPARQL query URL."""
-    location = tmp_path_factory.mktemp("fake-wikidata")
-    subprocess.run([str(OXIGRAPH), "load", "--location", str(location), "--file", str(FIXTURE)],
-                   check=True, capture_output=True, timeout=60)
-    port = free_port()
-    process = subprocess.Popen([str(OXIGRAPH), "serve-read-only", "--location", str(location),
-                                "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/query"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "?query=ASK%7B%7D", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    base, process = start_oxigraph(tmp_path_factory.mktemp("fake-wikidata"), FIXTURE)
+    url = base + "/query"
     yield url
     process.terminate()
     process.wait(timeout=10)

@@ -31,8 +31,9 @@ def setup() -> None:
 
 
 # Programs the tests drive besides Python packages (Debian package -> program it provides): a headless
-# browser for the query page, a SPARQL client not written in Python, and Java for the HermiT reasoner.
-TEST_PROGRAMS = {"chromium": "chromium", "rasqal-utils": "roqet", "default-jre-headless": "java"}
+# browser for the query page, a SPARQL client not written in Python, Java for the HermiT reasoner, and strace
+# to show that hostile queries make the server open no file and no connection (tests/test_hostile.py).
+TEST_PROGRAMS = {"chromium": "chromium", "rasqal-utils": "roqet", "default-jre-headless": "java", "strace": "strace"}
 
 
 def setup_test_programs() -> None:

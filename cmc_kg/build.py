@@ -38,6 +38,16 @@ _REFLEXIVE = {OWL.sameAs, OWL.equivalentClass, OWL.equivalentProperty, RDFS.subC
 _TRIVIAL_TYPES = {OWL.Thing, RDFS.Resource, OWL.NamedIndividual}
 
 
+# Limits on what the build reads, so that a mistaken or hostile file fails fast with a clear message instead of
+# exhausting memory: every Turtle file, and every literal or IRI in it.
+MAX_SOURCE_BYTES = 64 * 1024 * 1024
+MAX_TERM_CHARS = 1_000_000
+# Data files the build does not read. Only Turtle is read from graph/: a file in another RDF format would be
+# silently left out, and RDF/XML can carry DOCTYPE entity expansion (a CPU and memory bomb in rdflib's parser,
+# see FIELD-NOTES), so the build refuses them and names them.
+REFUSED_DATA_SUFFIXES = {".rdf", ".owl", ".xml", ".rdfs", ".nt", ".nq", ".trig", ".n3", ".jsonld", ".json"}
+
+
 class BuildError(Exception):
     """A build step failed; the message names the file and line, the shape or the check."""
 
@@ -74,14 +84,38 @@ def source_slug(key: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
 
 
+def _check_size(path: Path) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise BuildError(f"{path}: cannot read: {error}") from None
+    if size > MAX_SOURCE_BYTES:
+        raise BuildError(f"{path}: {size:,} bytes is more than the limit of {MAX_SOURCE_BYTES:,} bytes for one file "
+                         "(MAX_SOURCE_BYTES in cmc_kg/build.py); split it or check what wrote it")
+
+
+def _check_terms(path: Path, quad) -> None:
+    for term in (quad.subject, quad.predicate, quad.object):
+        value = getattr(term, "value", "")
+        if len(value) > MAX_TERM_CHARS:
+            what = "literal" if isinstance(term, ox.Literal) else "term"
+            raise BuildError(f"{path}: a {what} of {len(value):,} characters (in the statement about "
+                             f"{str(quad.subject)[:100]} {quad.predicate}) is longer than the limit "
+                             f"of {MAX_TERM_CHARS:,} (MAX_TERM_CHARS in cmc_kg/build.py)")
+
+
 def _parse_turtle(path: Path) -> Graph:
     """Parse strictly first: Oxigraph rejects what other tools would reject and counts lines exactly."""
+    _check_size(path)
     try:
-        for _ in ox.parse(path=str(path), format=ox.RdfFormat.TURTLE):
-            pass
+        for quad in ox.parse(path=str(path), format=ox.RdfFormat.TURTLE):
+            _check_terms(path, quad)
     except SyntaxError as error:
         why = re.sub(r"^Parser error at line \d+ column \d+: | \([^()]*, line \d+\)$", "", str(error))
         raise BuildError(f"{path}:{error.lineno}: bad Turtle: {why}") from None
+    except MemoryError as error:  # Oxigraph's token buffer is capped (16 MiB): a literal or line that large
+        raise BuildError(f"{path}: a term is too large to parse ({error}); the limit for a literal or IRI is "
+                         f"{MAX_TERM_CHARS:,} characters (MAX_TERM_CHARS in cmc_kg/build.py)") from None
     except OSError as error:
         raise BuildError(f"{path}: cannot read: {error}") from None
     graph = Graph()
@@ -100,6 +134,7 @@ def load_sources(settings: Settings, progress: Progress = lambda _: None) -> Dat
     dataset = bind_prefixes(Dataset())
     files = [(ONTOLOGY_GRAPH, settings.ontology_file), (SOURCES_GRAPH, settings.graph_dir / "sources.ttl")]
     for folder in sorted(p for p in settings.graph_dir.iterdir() if p.is_dir()):
+        _refuse_other_formats(folder)
         turtle = sorted(folder.glob("*.ttl"))
         files += [(GRAPH[folder.name], f) for f in turtle]
     for name, path in files:
@@ -109,6 +144,16 @@ def load_sources(settings: Settings, progress: Progress = lambda _: None) -> Dat
             target.add(triple)
     _link_graphs_to_sources(dataset, settings)
     return dataset
+
+
+def _refuse_other_formats(folder: Path) -> None:
+    """Stop at a data file the build would not read (see REFUSED_DATA_SUFFIXES); never open it."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix.lower() in REFUSED_DATA_SUFFIXES:
+            xml = " RDF/XML is not parsed at all: it can expand entities (a DOCTYPE bomb)." if \
+                path.suffix.lower() in (".rdf", ".owl", ".xml", ".rdfs") else ""
+            raise BuildError(f"{path}: only Turtle (.ttl) is read from graph/; convert this file to Turtle or move "
+                             f"it out of graph/.{xml}")
 
 
 def _link_graphs_to_sources(dataset: Dataset, settings: Settings) -> None:

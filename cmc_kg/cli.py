@@ -179,6 +179,8 @@ def _setting_help(name: str) -> str:
 @click.option("--max-rows", default=None, type=int, help=_setting_help("max_rows"))
 @click.option("--max-request-bytes", default=None, type=int, help=_setting_help("max_request_bytes"))
 @click.option("--service-allowlist", default=None, help=_setting_help("service_allowlist"))
+@click.option("--worker-memory", default=None, type=int, help=_setting_help("worker_memory"))
+@click.option("--reload-interval", default=None, type=float, help=_setting_help("reload_interval"))
 @click.option("--cache-entries", default=None, type=int, help=_setting_help("cache_entries"))
 @click.option("--store", default=None, help=_setting_help("store"))
 @build_dir_option

@@ -80,6 +80,10 @@ class ServerConfig:
     max_request_bytes: int = _setting(1_000_000, "Largest request body or query string; a larger one gets 413.")
     service_allowlist: tuple[str, ...] = _setting((), "SPARQL endpoints a query may call with SERVICE "
                                                       "(space- or comma-separated IRIs); empty: none.", _words)
+    worker_memory: int = _setting(2048, "Most memory (address space, MiB) a query process may use; a query that needs "
+                                        "more is stopped with 503 and its process replaced. 0: no limit.")
+    reload_interval: float = _setting(2.0, "Seconds between looks at the build's dump; a new build is then served "
+                                           "without a restart and without dropping a request. 0: never reload.")
     cache_entries: int = _setting(2048, "Answers kept in memory, keyed by query and build; 0 turns the cache off.")
     build_dir: str = _setting("", "Folder of the build to serve (default: build/ in the checkout).")
     store: str = _setting("", "Query URL of an existing SPARQL engine loaded with `cmc-kg push` to serve instead "

@@ -11,7 +11,7 @@ from cmc_kg.engine import EngineBusy, NotAcceptable, QueryRequest, QueryTimeout,
 from cmc_kg.formats import RDF_FORMATS, RESULT_FORMATS, Format, by_name_or_type, write_triples
 from cmc_kg.namespaces import RDF, SD, VOID, XSD, bind_prefixes
 from cmc_kg.query import QueryError
-from cmc_kg.safety import QueryRefused, check_query
+from cmc_kg.safety import QueryRefused, check_graphs, check_query
 
 from .state import State
 
@@ -89,8 +89,13 @@ def sparql():
         return service_description()
     if len(text.encode("utf-8")) > state.config.max_request_bytes:
         return error(413, f"the query is longer than the limit of {state.config.max_request_bytes} bytes")
+    default_graphs = tuple(params.getlist("default-graph-uri")) or None
+    named_graphs = tuple(params.getlist("named-graph-uri")) or None
+    graphs = state.graphs if state.graphs is not None else frozenset()
     try:
-        check_query(text, frozenset(state.config.service_allowlist))
+        check_query(text, frozenset(state.config.service_allowlist), graphs)
+        check_graphs(default_graphs or (), graphs, "default-graph-uri")
+        check_graphs(named_graphs or (), graphs, "named-graph-uri")
     except QueryRefused as refused:
         return error(403, str(refused))
 
@@ -107,8 +112,8 @@ def sparql():
         text=text,
         results_format=results_format.name if results_format else None,
         graph_format=graph_format.name if graph_format else None,
-        default_graphs=tuple(params.getlist("default-graph-uri")) or None,
-        named_graphs=tuple(params.getlist("named-graph-uri")) or None,
+        default_graphs=default_graphs,
+        named_graphs=named_graphs,
         max_rows=state.config.max_rows,
     )
     etag = state.etag(query)
@@ -121,7 +126,9 @@ def sparql():
     except NotAcceptable as kind:
         return error(406, f"the query gives {kind} and none of the accepted media types can hold them")
     except (QueryTimeout, EngineBusy) as stopped:
-        return error(503, f"{stopped}; simplify the query or ask for fewer results")
+        response = error(503, f"{stopped}; simplify the query or ask for fewer results")
+        response.headers["Retry-After"] = "1"
+        return response
     except ServiceError as failed:
         return error(502, f"{failed}")
     table = RDF_FORMATS if answer.kind == "graph" else RESULT_FORMATS
@@ -130,6 +137,21 @@ def sparql():
         response.headers["X-SPARQL-MaxRows"] = str(state.config.max_rows)
     response.headers["X-Cache"] = "hit" if cached else "miss"
     return _cache_headers(response, etag)
+
+
+@bp.app_errorhandler(QueryTimeout)
+@bp.app_errorhandler(EngineBusy)
+def _unavailable(stopped: Exception) -> Response:
+    """Any page whose query was stopped or found no worker (entity pages, the ontology, VoID): 503, never 500."""
+    response = error(503, f"{stopped}; try again")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+@bp.app_errorhandler(QueryError)
+def _malformed(malformed: QueryError) -> Response:
+    """A page whose address gives a query Oxigraph cannot parse (an IRI it refuses): the client's request is bad."""
+    return error(400, f"this address does not name anything a query can ask about: {malformed}")
 
 
 def _cache_headers(response: Response, etag: str) -> Response:

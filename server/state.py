@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from flask import current_app
 
-from cmc_kg.engine import Answer, Engine, QueryRequest
+from cmc_kg.engine import Answer, Engine, EngineBusy, EngineClosed, QueryRequest
 from cmc_kg.remote import RemoteEngine
 from cmc_kg.settings import ServerConfig, Settings
 
@@ -40,27 +43,66 @@ class _Cache:
                 self._items.popitem(last=False)
 
 
-@dataclass
-class State:
-    """The application's state; one per app, in ``app.extensions["cmc_kg"]``."""
+@dataclass(frozen=True)
+class _Serving:
+    """What answers queries now: an engine and the build it holds, swapped as one when a new build arrives."""
 
-    config: ServerConfig
-    paths: Settings
     engine: object
     build_id: str
     triples: int
+    graphs: frozenset[str] | None  # IRIs of the dataset's named graphs; None: unknown (FROM then refused)
+
+
+@dataclass
+class State:
+    """The application's state; one per app, in ``app.extensions["cmc_kg"]``.
+
+    With the embedded engine and ``reload_interval`` > 0, a background thread looks at the build's dump
+    (one stat per interval) and, when a new build has replaced it, starts an engine on it, swaps it in at
+    once and retires the old engine after its queries in flight are answered: no restart, no request lost.
+    A failed build writes nothing, so the last good one goes on being served.
+    """
+
+    config: ServerConfig
+    paths: Settings
+    serving: _Serving
     cache: _Cache = field(repr=False)
+    reloads: int = 0
+    reload_error: str = ""
 
     @classmethod
     def start(cls, config: ServerConfig, engine=None) -> "State":
         paths = config.paths()
+        embedded = engine is None and not config.store
         if engine is None and config.store:
             engine = RemoteEngine(config.store, timeout=config.query_timeout)
         elif engine is None:
-            engine = Engine(paths.dump_file, workers=config.workers, timeout=config.query_timeout)
-        # A remote store changes with each push; its size at start-up stands in for a build id.
-        build_id = f"{config.store}#{engine.triples}" if config.store else _build_id(paths)
-        return cls(config, paths, engine, build_id, getattr(engine, "triples", 0), _Cache(config.cache_entries))
+            engine = cls._engine(config, paths)
+        state = cls(config, paths, _serving(engine, config, paths), _Cache(config.cache_entries))
+        if embedded and config.reload_interval > 0:
+            threading.Thread(target=state._watch_build, name="cmc-kg-reload", daemon=True).start()
+        return state
+
+    @staticmethod
+    def _engine(config: ServerConfig, paths: Settings) -> Engine:
+        return Engine(paths.dump_file, workers=config.workers, timeout=config.query_timeout,
+                      memory_mb=config.worker_memory, network=bool(config.service_allowlist))
+
+    @property
+    def engine(self):
+        return self.serving.engine
+
+    @property
+    def build_id(self) -> str:
+        return self.serving.build_id
+
+    @property
+    def triples(self) -> int:
+        return self.serving.triples
+
+    @property
+    def graphs(self) -> frozenset[str] | None:
+        return self.serving.graphs
 
     @staticmethod
     def current() -> "State":
@@ -68,14 +110,20 @@ class State:
 
     def run(self, request: QueryRequest) -> tuple[Answer, bool]:
         """Answer a request, from the cache when the same build answered it before; says whether it was cached."""
-        key = (self.build_id, request)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached, True
-        answer = self.engine.run(request)
-        if not answer.truncated:
-            self.cache.put(key, answer)
-        return answer, False
+        for _ in range(3):  # an engine retired between reading it and using it: ask the one that took over
+            serving = self.serving
+            key = (serving.build_id, request)
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached, True
+            try:
+                answer = serving.engine.run(request)
+            except EngineClosed:
+                continue
+            if not answer.truncated:
+                self.cache.put(key, answer)
+            return answer, False
+        raise EngineBusy("the server is switching to a new build; try again")
 
     def etag(self, request: QueryRequest) -> str:
         return hashlib.sha1(repr((self.build_id, request)).encode("utf-8")).hexdigest()
@@ -84,6 +132,63 @@ class State:
         """Rows of a SELECT as SPARQL JSON bindings, for pages that render query results themselves."""
         answer, _ = self.run(QueryRequest(text, max_rows=self.config.max_rows))
         return json.loads(answer.body)["results"]["bindings"]
+
+    def _watch_build(self) -> None:
+        """Poll the dump's identity (inode, size, mtime) and reload when it changes; runs as long as the server."""
+        seen = _signature(self.paths.dump_file)
+        while True:
+            time.sleep(self.config.reload_interval)
+            now = _signature(self.paths.dump_file)
+            if now is None or now == seen:
+                continue
+            seen = now
+            self.reload()
+
+    def reload(self) -> bool:
+        """Serve the build now in the dump if it is new; keep the current one on any failure. Says if it swapped."""
+        with _RELOAD_LOCK:
+            try:
+                engine = self._engine(self.config, self.paths)
+            except Exception as failure:  # a dump that cannot be loaded: keep serving the last good one
+                self.reload_error = f"{type(failure).__name__}: {failure}"
+                print(f"cmc-kg: the new build was not loaded, still serving {self.build_id[:12]}: "
+                      f"{self.reload_error}", file=sys.stderr)
+                return False
+            if engine.build_id == self.build_id:
+                engine.close()
+                return False
+            old, self.serving = self.serving, _serving(engine, self.config, self.paths)
+            self.reloads += 1
+            self.reload_error = ""
+            print(f"cmc-kg: now serving build {engine.build_id[:12]} ({engine.triples} triples)", file=sys.stderr)
+            old.engine.retire()
+            return True
+
+
+_RELOAD_LOCK = threading.Lock()
+
+
+def _signature(path) -> tuple | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _serving(engine, config: ServerConfig, paths: Settings) -> _Serving:
+    if isinstance(engine, Engine):
+        return _Serving(engine, engine.build_id, engine.triples, engine.graphs)
+    # A remote store changes with each push; its size at start-up stands in for a build id.
+    build_id = f"{config.store}#{engine.triples}" if config.store else _build_id(paths)
+    graphs = getattr(engine, "graphs", None)
+    if graphs is None:
+        try:
+            answer = engine.run(QueryRequest("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }", max_rows=100_000))
+            graphs = frozenset(b["g"]["value"] for b in json.loads(answer.body)["results"]["bindings"])
+        except Exception:
+            graphs = None
+    return _Serving(engine, build_id, getattr(engine, "triples", 0), graphs)
 
 
 def _build_id(paths: Settings) -> str:

@@ -19,7 +19,7 @@ from typing import Callable
 
 import owlrl
 import pyoxigraph as ox
-from rdflib import BNode, Dataset, Graph, Literal, URIRef
+from rdflib import BNode, Dataset, Graph, Literal
 from rdflib.compare import to_canonical_graph
 
 from .namespaces import (CMC, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY_GRAPH, OWL, PROV, RDF, RDFS, SOURCES_GRAPH, XSD,

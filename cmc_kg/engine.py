@@ -440,7 +440,7 @@ class Engine:
 
 if __name__ == "__main__":
     # Run the importable module's function, so that pickled answers name cmc_kg.engine, not __main__.
-    from cmc_kg.engine import _serve
+    from cmc_kg import engine
 
-    _serve(sys.argv[1], Connection(int(sys.argv[2]), writable=False), Connection(int(sys.argv[3]), readable=False),
-           int(sys.argv[4]) if len(sys.argv) > 4 else 0, sys.argv[5] != "no-network" if len(sys.argv) > 5 else True)
+    engine._serve(sys.argv[1], Connection(int(sys.argv[2]), writable=False), Connection(int(sys.argv[3]), readable=False),
+                  int(sys.argv[4]) if len(sys.argv) > 4 else 0, sys.argv[5] != "no-network" if len(sys.argv) > 5 else True)

@@ -109,6 +109,21 @@ def browser():
         launched.close()
 
 
+def watched_page(browser):
+    """A new 1280x900 page that records every URL it requests and every console or page error it reports.
+
+    :returns: (context, page, requests, errors); close the context when done.
+    """
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    requests, errors = [], []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("console", lambda message: errors.append(f"console: {message.text}") if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+    return context, page, requests, errors
+
+
 OXIGRAPH = Path(sys.executable).parent / "oxigraph"
 
 

@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 import pytest
+from conftest import watched_page
 
 from cmc_kg.namespaces import ID
 from cmc_kg.query import example_queries, select
@@ -107,14 +108,8 @@ class Session:
 
 @pytest.fixture
 def session(browser, server):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    s = Session(page, server.url)
-    page.on("request", lambda request: s.requests.append(request.url))
-    page.on("console", lambda message: s.errors.append(f"console: {message.text}")
-            if message.type == "error" else None)
-    page.on("pageerror", lambda error: s.errors.append(f"page error: {error}"))
+    context, page, requests, errors = watched_page(browser)
+    s = Session(page, server.url, requests, errors)
     yield s
     context.close()
     assert not s.errors, s.errors

@@ -178,10 +178,13 @@ def _setting_help(name: str) -> str:
 @click.option("--query-timeout", default=None, type=float, help=_setting_help("query_timeout"))
 @click.option("--max-rows", default=None, type=int, help=_setting_help("max_rows"))
 @click.option("--max-request-bytes", default=None, type=int, help=_setting_help("max_request_bytes"))
+@click.option("--max-answer-bytes", default=None, type=int, help=_setting_help("max_answer_bytes"))
+@click.option("--max-nesting", default=None, type=int, help=_setting_help("max_nesting"))
 @click.option("--service-allowlist", default=None, help=_setting_help("service_allowlist"))
 @click.option("--worker-memory", default=None, type=int, help=_setting_help("worker_memory"))
 @click.option("--reload-interval", default=None, type=float, help=_setting_help("reload_interval"))
 @click.option("--cache-entries", default=None, type=int, help=_setting_help("cache_entries"))
+@click.option("--cache-bytes", default=None, type=int, help=_setting_help("cache_bytes"))
 @click.option("--store", default=None, help=_setting_help("store"))
 @build_dir_option
 def serve_command(config_file, **flags):

@@ -3,15 +3,22 @@
 Oxigraph offers no way to cancel a running query, and a thread cannot be killed, so each query runs in
 one of a few worker processes that hold the build in memory; a query past its time limit is stopped by
 killing its worker, which is replaced in the background. The workers also let two cores evaluate at
-once. Answers are serialised in the worker, cut at the row cap, and come back as bytes. Each worker
-may be capped in memory and, when no SERVICE endpoint is allowed, is denied network sockets.
+once. Each worker checks the query (cmc_kg/safety.py) before Oxigraph sees it, so that the check, too,
+runs where the time limit can stop it and off the server's threads. Answers are serialised in the
+worker, cut at the row cap, refused past the byte cap, and come back as bytes. Each worker may be capped
+in memory and, when no SERVICE endpoint is allowed, is denied network sockets; it dies with its server.
+A worker that crashes (a signal other than the kill that stops a query) is logged with the query's hash,
+and the same query is then refused at once: retrying it would only crash another worker.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import re
+import pickle
+import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -22,11 +29,13 @@ from dataclasses import dataclass
 import pyoxigraph as ox
 
 from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions, write_triples
-from .query import PREFIX_MAP, QueryError, default_graph_size, load_store, run_query
-from .safety import QueryRefused, check_query
+from .query import PREFIX_MAP, default_graph_size, load_store, run_query
+from .safety import DEFAULT_MAX_DEPTH, QueryError, QueryRefused, check_query
 
 __all__ = ["QueryRequest", "Answer", "Engine", "QueryTimeout", "EngineBusy", "EngineClosed", "WorkerDied",
-           "NotAcceptable", "ServiceError"]
+           "WorkerCrashed", "OutOfMemory", "NotAcceptable", "AnswerTooLarge", "ServiceError", "QueryPolicy"]
+
+_STACK_BYTES = 256 << 20   # the worker's evaluating thread: Oxigraph recurses as deep as the query nests
 
 
 class QueryTimeout(Exception):
@@ -41,6 +50,18 @@ class WorkerDied(EngineBusy):
     """The worker stopped while answering (killed from outside, or out of memory); it has been replaced."""
 
 
+class WorkerCrashed(Exception):
+    """The query crashed its worker (a signal such as SIGSEGV); it would crash any other, so it is not retried."""
+
+
+class AnswerTooLarge(Exception):
+    """The answer, serialised, is larger than the byte cap (``QueryRequest.max_bytes``)."""
+
+
+class OutOfMemory(Exception):
+    """The query needed more memory than a worker may use; it would again, so it is not retried."""
+
+
 class EngineClosed(Exception):
     """The engine was retired: a newer build is served by another engine."""
 
@@ -52,21 +73,6 @@ class NotAcceptable(Exception):
 class ServiceError(Exception):
     """A SERVICE endpoint the query called failed: no connection, an HTTP error, or an answer that is not SPARQL
     results. (One that does not answer at all is stopped by the query's time limit, as any slow query is.)"""
-
-
-def _calls_service(text: str) -> bool:
-    try:
-        check_query(text)
-    except QueryRefused as refused:
-        return str(refused).startswith("SERVICE")
-    return False
-
-
-def _service_failure(text: str, error: Exception) -> str:
-    """What pyoxigraph raised while a SERVICE ran (OSError for the connection and HTTP statuses, RuntimeError for
-    an unreadable answer), with the endpoints the query calls."""
-    called = sorted(set(re.findall(r"SERVICE\s+(?:SILENT\s+)?(<[^<>\s]*>)", text, re.IGNORECASE)))
-    return f"a SERVICE endpoint failed ({', '.join(called) or 'unknown'}): {type(error).__name__}: {error}"
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class QueryRequest:
     named_graphs: tuple[str, ...] | None = None
     asserted_only: bool = False
     max_rows: int = 10_000
+    max_bytes: int = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -99,11 +106,32 @@ class Answer:
     seconds: float
 
 
-def evaluate(store: ox.Store, request: QueryRequest) -> Answer:
-    """Run one query and serialise its answer; raise QueryError or NotAcceptable."""
+@dataclass(frozen=True)
+class QueryPolicy:
+    """What the check lets through: SERVICE endpoints, and how deeply a query may nest."""
+
+    allowed_services: frozenset[str] = frozenset()
+    max_depth: int = DEFAULT_MAX_DEPTH
+
+
+def evaluate(store: ox.Store, request: QueryRequest, policy: QueryPolicy = QueryPolicy(),
+             graphs: frozenset[str] = frozenset()) -> Answer:
+    """Check, run and serialise one query; raise QueryRefused, QueryError, NotAcceptable or AnswerTooLarge."""
     started = time.perf_counter()
+    shape = check_query(request.text, policy.allowed_services, graphs, policy.max_depth)
+    try:
+        return _answer(store, request, bool(shape.datasets), started)
+    except (OSError, RuntimeError) as error:
+        if not shape.services:
+            raise
+        # pyoxigraph raises OSError for the connection and HTTP statuses, RuntimeError for an unreadable answer
+        raise ServiceError(f"a SERVICE endpoint failed ({', '.join(f'<{iri}>' for iri in shape.services)}): "
+                           f"{type(error).__name__}: {error}") from None
+
+
+def _answer(store: ox.Store, request: QueryRequest, declares_dataset: bool, started: float) -> Answer:
     result = run_query(store, request.text, request.asserted_only, default_graphs=request.default_graphs,
-                       named_graphs=request.named_graphs)
+                       named_graphs=request.named_graphs, declares_dataset=declares_dataset)
     if isinstance(result, ox.QueryBoolean):
         if request.results_format is None:
             raise NotAcceptable("results")
@@ -113,19 +141,33 @@ def evaluate(store: ox.Store, request: QueryRequest) -> Answer:
         ("results", request.results_format)
     if name is None:
         raise NotAcceptable(kind)
-    rows = []
+    rows, truncated, size = [], False, 0
     for item in result:
         if len(rows) == request.max_rows:
             truncated = True
             break
+        size += _size(item)
+        if size > request.max_bytes:
+            raise _too_large(request.max_bytes)
         rows.append(item)
-    else:
-        truncated = False
     if kind == "graph":
         body = write_triples(rows, RDF_FORMATS[name], PREFIX_MAP)
     else:
         body = write_solutions([v.value for v in result.variables], rows, RESULT_FORMATS[name])
+    if len(body) > request.max_bytes:
+        raise _too_large(request.max_bytes)
     return Answer(kind, name, body, len(rows), truncated, time.perf_counter() - started)
+
+
+def _size(item) -> int:
+    """A lower bound of a solution's or triple's serialised size, to stop collecting before memory runs out."""
+    terms = [item.subject, item.predicate, item.object] if isinstance(item, ox.Triple) else list(item)
+    return sum(len(term.value) for term in terms if term is not None and hasattr(term, "value"))
+
+
+def _too_large(limit: int) -> AnswerTooLarge:
+    return AnswerTooLarge(f"the answer is larger than the limit of {limit:,} bytes (max_answer_bytes); ask for "
+                          "fewer rows (LIMIT), fewer or shorter values, or page through it with OFFSET")
 
 
 def _confine(memory_mb: int, network: bool) -> None:
@@ -182,35 +224,57 @@ def _deny_network() -> None:
         raise OSError(ctypes.get_errno(), "cannot install the seccomp filter that denies network sockets")
 
 
-def _serve(dump_file: str, requests: Connection, connection: Connection, memory_mb: int = 0,
-           network: bool = True) -> None:
-    """A worker process: confine itself, load the build, then answer requests until the pipe closes."""
-    _confine(memory_mb, network)
-    store = load_store(dump_file)
-    graphs = sorted(g.value for g in store.named_graphs() if isinstance(g, ox.NamedNode))
-    connection.send(("ready", default_graph_size(store), graphs))
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this worker when the thread that started it ends (PR_SET_PDEATHSIG), so that no
+    worker outlives its server, even one busy evaluating; if the server is already gone, stop now."""
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def _serve(options: dict, requests: Connection, connection: Connection) -> None:
+    """A worker process: confine itself, load the build, then check and answer requests until the pipe closes."""
+    _die_with(options["parent"])
+    _confine(options["memory_mb"], options["network"])
+    store = load_store(options["dump"])
+    graphs = frozenset(g.value for g in store.named_graphs() if isinstance(g, ox.NamedNode))
+    policy = QueryPolicy(frozenset(options["allowed_services"]), options["max_depth"])
+    connection.send(("ready", default_graph_size(store), sorted(graphs)))
+    threading.stack_size(_STACK_BYTES)  # Oxigraph's parser and evaluator recurse as deep as a query nests
+    answering = threading.Thread(target=_answer_requests, args=(store, policy, graphs, requests, connection))
+    answering.start()
+    answering.join()
+
+
+def _answer_requests(store, policy: QueryPolicy, graphs: frozenset[str], requests: Connection,
+                     connection: Connection) -> None:
     while True:
         try:
             request = requests.recv()
         except EOFError:
             return
         try:
-            connection.send(("ok", evaluate(store, request)))
+            reply = ("ok", evaluate(store, request, policy, graphs))
+        except QueryRefused as error:
+            reply = ("refused", str(error))
         except QueryError as error:
-            connection.send(("query-error", str(error)))
+            reply = ("query-error", str(error))
         except NotAcceptable as error:
-            connection.send(("not-acceptable", str(error)))
+            reply = ("not-acceptable", str(error))
+        except AnswerTooLarge as error:
+            reply = ("too-large", str(error))
+        except ServiceError as error:
+            reply = ("service-error", str(error))
         except (ValueError, TypeError) as error:  # a dataset IRI or a value Oxigraph does not accept
-            connection.send(("query-error", f"{type(error).__name__}: {error}"))
+            reply = ("query-error", f"{type(error).__name__}: {error}")
         except MemoryError:
-            connection.send(("memory", "the query needed more memory than a worker may use"))
-        except (OSError, RuntimeError) as error:
-            if not _calls_service(request.text):
-                connection.send(("error", f"{type(error).__name__}: {error}"))
-            else:
-                connection.send(("service-error", _service_failure(request.text, error)))
+            reply = ("memory", "")
         except Exception as error:  # an engine failure is reported, the worker lives on
-            connection.send(("error", f"{type(error).__name__}: {error}"))
+            reply = ("error", f"{type(error).__name__}: {error}")
+        connection.send(reply)
 
 
 def _dump_path(fd: int, dump_file: str) -> str:
@@ -220,20 +284,24 @@ def _dump_path(fd: int, dump_file: str) -> str:
 
 
 class _Worker:
-    """One worker process, started as `python -m cmc_kg.engine` so that nothing of the server is copied into it."""
+    """One worker process, started as `python -m cmc_kg.engine` so that nothing of the server is copied into it.
 
-    def __init__(self, dump_file: str, dump_fd: int, memory_mb: int = 0, network: bool = True,
-                 start_timeout: float = 120.0):
+    Its standard error is passed on to the server's, and its last lines are kept to tell why it died.
+    """
+
+    def __init__(self, options: dict, dump_fd: int, start_timeout: float = 120.0):
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cmc_kg.engine", _dump_path(dump_fd, dump_file), str(to_child), str(from_child),
-             str(memory_mb), "network" if network else "no-network"],
-            pass_fds=(to_child, from_child, dump_fd), stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "cmc_kg.engine", json.dumps({**options, "parent": os.getpid()}),
+             str(to_child), str(from_child)],
+            pass_fds=(to_child, from_child, dump_fd), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
             # Few malloc arenas: each reserves address space, which the memory cap counts.
-            env={**os.environ, "MALLOC_ARENA_MAX": "2"} if memory_mb > 0 else None)
+            env={**os.environ, "MALLOC_ARENA_MAX": "2"} if options["memory_mb"] > 0 else None)
         os.close(to_child)
         os.close(from_child)
+        self.stderr_tail: list[str] = []
+        threading.Thread(target=self._pass_stderr, daemon=True).start()
         self.connection = Connection(to_parent, readable=True, writable=False)
         self.requests = Connection(from_parent, readable=False, writable=True)
         try:
@@ -242,15 +310,43 @@ class _Worker:
             status, self.triples, self.graphs = self.connection.recv()
         except (EOFError, OSError):
             self.stop()
-            raise RuntimeError(f"a query worker could not start on {dump_file} (exit status {self.process.returncode}; "
-                               "its error is above; if it ran out of memory, raise worker_memory)") from None
+            raise RuntimeError(f"a query worker could not start on {options['dump']} (exit status "
+                               f"{self.process.returncode}; its error is above; if it ran out of memory, raise "
+                               "worker_memory)") from None
+
+    def _pass_stderr(self) -> None:
+        for line in iter(self.process.stderr.readline, b""):
+            text = line.decode("utf-8", "replace")
+            self.stderr_tail = (self.stderr_tail + [text])[-20:]
+            sys.stderr.write(text)
 
     @property
     def alive(self) -> bool:
-        return self.process.poll() is None
+        """Read from /proc where there is one: Popen.poll() says "alive" while another thread is waiting on it."""
+        if self.process.returncode is not None:
+            return False
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return self.process.poll() is None
 
     def send(self, request: QueryRequest) -> None:
         self.requests.send(request)
+
+    def death(self) -> str:
+        """How the worker ended: 'killed' (SIGKILL or SIGTERM: stopped from outside, or by the kernel's OOM
+        killer), 'memory' (it ran out of its address space) or 'crashed' (any other signal or exit)."""
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "killed"
+        time.sleep(0.05)  # let the last lines of its error output arrive
+        if any("memory allocation of" in line or "MemoryError" in line for line in self.stderr_tail):
+            return "memory"
+        return "killed" if code in (-signal.SIGKILL, -signal.SIGTERM) else "crashed"
 
     def stop(self) -> None:
         try:
@@ -275,12 +371,21 @@ class Engine:
     :param timeout: seconds a query may take, waiting for a free worker included.
     :param memory_mb: address-space limit of each worker in MiB; 0: none.
     :param network: whether workers may open network sockets (only needed for SERVICE on the allowlist).
+    :param policy: what the workers' check lets through; SERVICE endpoints need ``network``.
+    :param max_answer_bytes: the largest reply read from a worker (the request's byte cap is checked there).
     """
 
     def __init__(self, dump_file, workers: int = 2, timeout: float = 10.0, memory_mb: int = 0,
-                 network: bool = False):
+                 network: bool = False, policy: QueryPolicy = QueryPolicy(), max_answer_bytes: int = 16 << 20):
         self.dump_file, self.timeout = str(dump_file), timeout
         self.size, self.memory_mb, self.network = max(1, workers), memory_mb, network
+        self.max_reply_bytes = max_answer_bytes + (1 << 20)
+        self._options = {"dump": None, "memory_mb": memory_mb, "network": network,
+                         "allowed_services": sorted(policy.allowed_services), "max_depth": policy.max_depth}
+        self._crashed: dict[str, str] = {}  # requests that crashed or exhausted a worker -> what to answer
+        # One long-lived thread starts every worker: a worker dies with the thread that started it (see _die_with).
+        self._spawns: queue.Queue = queue.Queue()
+        threading.Thread(target=self._spawner, name="cmc-kg-engine-spawner", daemon=True).start()
         self._dump = open(self.dump_file, "rb")
         digest = hashlib.sha256()
         for block in iter(lambda: self._dump.read(1 << 20), b""):
@@ -303,20 +408,45 @@ class Engine:
         self.triples, self.graphs = first.triples, frozenset(first.graphs)
         threading.Thread(target=self._watch, name="cmc-kg-engine-watch", daemon=True).start()
 
+    def _spawner(self) -> None:
+        while True:
+            job = self._spawns.get()
+            if job is None:
+                return
+            done, outcome = job
+            try:
+                outcome.append(_Worker({**self._options, "dump": _dump_path(self._dump.fileno(), self.dump_file)},
+                                       self._dump.fileno()))
+            except BaseException as failure:  # reported to the caller
+                outcome.append(failure)
+            done.set()
+
     def _start_worker(self) -> _Worker:
-        return _Worker(self.dump_file, self._dump.fileno(), self.memory_mb, self.network)
+        done, outcome = threading.Event(), []
+        self._spawns.put((done, outcome))
+        while not done.wait(1.0):
+            if self._closed:
+                raise RuntimeError("the engine was closed")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
 
     def worker_pids(self) -> list[int]:
         with self._lock:
             return [w.process.pid for w in self._all]
 
     def run(self, request: QueryRequest) -> Answer:
-        """Answer a request; raise QueryError, NotAcceptable, ServiceError, QueryTimeout, EngineBusy (WorkerDied
-        when the worker stopped while answering) or EngineClosed (a newer engine took over)."""
+        """Answer a request; raise QueryRefused, QueryError, NotAcceptable, AnswerTooLarge, ServiceError,
+        QueryTimeout, EngineBusy (WorkerDied when the worker was killed while answering), WorkerCrashed,
+        OutOfMemory or EngineClosed (a newer engine took over)."""
         deadline = time.monotonic() + self.timeout
+        key = _request_hash(request)
         with self._lock:
             if self._closed:
                 raise EngineClosed("this build is no longer served")
+            if key in self._crashed:
+                raise (OutOfMemory if self._crashed[key] == "memory" else WorkerCrashed)(self._death_message(
+                    self._crashed[key], key, again=True))
             self._in_flight += 1
         try:
             status, value = self._ask(request, deadline)
@@ -326,15 +456,31 @@ class Engine:
                 self._changed.notify_all()
         if status == "ok":
             return value
-        if status == "query-error":
-            raise QueryError(value)
-        if status == "not-acceptable":
-            raise NotAcceptable(value)
-        if status == "service-error":
-            raise ServiceError(value)
-        if status == "memory":
-            raise WorkerDied(value)
+        errors = {"refused": QueryRefused, "query-error": QueryError, "not-acceptable": NotAcceptable,
+                  "too-large": AnswerTooLarge, "service-error": ServiceError}
+        if status in errors:
+            raise errors[status](value)
+        if status in ("memory", "crashed"):
+            self._remember_death(key, status)
+            raise (OutOfMemory if status == "memory" else WorkerCrashed)(self._death_message(status, key))
         raise RuntimeError(value)
+
+    def _remember_death(self, key: str, how: str) -> None:
+        with self._lock:
+            self._crashed[key] = how
+            while len(self._crashed) > 1024:
+                self._crashed.pop(next(iter(self._crashed)))
+        print(f"cmc-kg: a query {'ran out of memory in' if how == 'memory' else 'crashed'} its worker; "
+              f"query {key[:16]} is refused from now on", file=sys.stderr)
+
+    def _death_message(self, how: str, key: str, again: bool = False) -> str:
+        earlier = "earlier " if again else ""
+        if how == "memory":
+            return (f"the query {earlier}needed more memory than a query worker may use "
+                    f"({self.memory_mb} MiB, worker_memory); ask for less (LIMIT, fewer variables, no ORDER BY "
+                    f"over everything); query {key[:16]}")
+        return (f"the query {earlier}crashed its query worker; it is not run again (query {key[:16]}, logged). "
+                "Simplify it, and report it: a crash is a defect")
 
     def _take(self, deadline: float) -> _Worker:
         with self._lock:
@@ -369,12 +515,14 @@ class Engine:
                 if not answered:
                     self._replace(worker)
                     raise QueryTimeout(f"the query ran longer than the limit of {self.timeout:g} s and was stopped")
-                reply = worker.connection.recv()
+                reply = pickle.loads(worker.connection.recv_bytes(self.max_reply_bytes))
             except (EOFError, OSError):
+                death = worker.death()
                 self._replace(worker)
-                raise WorkerDied("the query worker stopped while answering (killed, or out of memory"
-                                 + (f": the limit is {self.memory_mb} MiB" if self.memory_mb else "")
-                                 + "); it has been replaced, try again") from None
+                if death != "killed":
+                    return death, ""
+                raise WorkerDied("the query worker was stopped from outside while answering; it has been "
+                                 "replaced, try again") from None
             self._release(worker)
             return reply
         raise EngineBusy("no live query worker could take the query; they are being restarted")
@@ -431,6 +579,7 @@ class Engine:
             workers, self._all, self._idle = list(self._all), set(), []
         for worker in workers:
             worker.stop()
+        self._spawns.put(None)
         self._dump.close()
 
     def retire(self) -> None:
@@ -438,9 +587,13 @@ class Engine:
         threading.Thread(target=self.close, args=(self.timeout + 5,), daemon=True).start()
 
 
+def _request_hash(request: QueryRequest) -> str:
+    return hashlib.sha256(repr(request).encode("utf-8")).hexdigest()
+
+
 if __name__ == "__main__":
     # Run the importable module's function, so that pickled answers name cmc_kg.engine, not __main__.
     from cmc_kg import engine
 
-    engine._serve(sys.argv[1], Connection(int(sys.argv[2]), writable=False), Connection(int(sys.argv[3]), readable=False),
-                  int(sys.argv[4]) if len(sys.argv) > 4 else 0, sys.argv[5] != "no-network" if len(sys.argv) > 5 else True)
+    engine._serve(json.loads(sys.argv[1]), Connection(int(sys.argv[2]), writable=False),
+                  Connection(int(sys.argv[3]), readable=False))

@@ -16,17 +16,13 @@ import pyoxigraph as ox
 
 from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions, write_triples
 from .namespaces import INFERRED_GRAPH, PREFIXES
-from .safety import declares_dataset
+from .safety import QueryError, declares_dataset
 from .settings import Settings
 
 __all__ = ["PREFIX_MAP", "QueryError", "dataset_options", "load_store", "merge_default_graph", "default_graph_size", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
            "ExampleQuery"]
 
 PREFIX_MAP = {prefix: str(ns) for prefix, ns in PREFIXES.items()}
-
-class QueryError(Exception):
-    """The query cannot be run; the message is the parser's."""
-
 
 @dataclass
 class Rows:
@@ -70,7 +66,7 @@ def default_graph_size(store: ox.Store) -> int:
 
 def dataset_options(store: ox.Store, text: str, asserted_only: bool = False,
                     default_graphs: tuple[str, ...] | None = None,
-                    named_graphs: tuple[str, ...] | None = None) -> dict:
+                    named_graphs: tuple[str, ...] | None = None, declares: bool | None = None) -> dict:
     """The dataset a query sees, as Oxigraph options.
 
     Explicit graphs (the protocol's default-graph-uri and named-graph-uri) win over the query's FROM and
@@ -80,17 +76,22 @@ def dataset_options(store: ox.Store, text: str, asserted_only: bool = False,
     options: dict = {}
     if default_graphs is not None:
         options["default_graph"] = [ox.NamedNode(g) for g in default_graphs]
-    elif asserted_only and not declares_dataset(text):
+    elif asserted_only and not (declares_dataset(text) if declares is None else declares):
         options["default_graph"] = [g for g in store.named_graphs() if g.value != str(INFERRED_GRAPH)]
     if named_graphs is not None:
         options["named_graphs"] = [ox.NamedNode(g) for g in named_graphs]
     return options
 
 
-def run_query(store: ox.Store, text: str, asserted_only: bool = False, **graphs):
-    """Evaluate a query; raise QueryError with the parser's message if it is malformed."""
+def run_query(store: ox.Store, text: str, asserted_only: bool = False, declares_dataset: bool | None = None,
+              **graphs):
+    """Evaluate a query; raise QueryError with the parser's message if it is malformed.
+
+    ``declares_dataset``: whether the query has FROM or FROM NAMED, when the caller already knows.
+    """
     try:
-        return store.query(text, prefixes=PREFIX_MAP, **dataset_options(store, text, asserted_only, **graphs))
+        return store.query(text, prefixes=PREFIX_MAP,
+                           **dataset_options(store, text, asserted_only, declares=declares_dataset, **graphs))
     except SyntaxError as error:
         raise QueryError(str(error)) from None
 

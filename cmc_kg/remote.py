@@ -18,10 +18,11 @@ from typing import Callable
 
 import pyoxigraph as ox
 
-from .engine import Answer, NotAcceptable, QueryRequest, QueryTimeout
+from .engine import Answer, AnswerTooLarge, NotAcceptable, QueryPolicy, QueryRequest, QueryTimeout
 from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions, write_triples
 from .namespaces import GRAPH
 from .query import PREFIX_MAP, QueryError, load_store
+from .safety import check_query
 
 __all__ = ["RemoteEngine", "RemoteError", "push"]
 
@@ -33,12 +34,17 @@ class RemoteError(Exception):
 
 
 def _send(url: str, data: bytes | None = None, method: str = "GET", headers: dict | None = None,
-          timeout: float = 60.0) -> tuple[int, str, bytes]:
+          timeout: float = 60.0, max_bytes: int | None = None) -> tuple[int, str, bytes]:
+    """One HTTP exchange; a body longer than ``max_bytes`` raises AnswerTooLarge without being read whole."""
     request = urllib.request.Request(url, data=data, method=method,
                                      headers={"User-Agent": _USER_AGENT, **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.headers.get("Content-Type", ""), response.read()
+            body = response.read() if max_bytes is None else response.read(max_bytes + 1)
+            if max_bytes is not None and len(body) > max_bytes:
+                raise AnswerTooLarge(f"the answer is larger than the limit of {max_bytes:,} bytes "
+                                     "(max_answer_bytes); ask for fewer rows (LIMIT) or fewer or shorter values")
+            return response.status, response.headers.get("Content-Type", ""), body
     except urllib.error.HTTPError as failure:
         return failure.code, failure.headers.get("Content-Type", ""), failure.read()
 
@@ -62,11 +68,19 @@ class RemoteEngine:
 
     :param endpoint: the engine's query URL (Oxigraph: http://host:7878/query; Fuseki: …/dataset/sparql).
     :param timeout: seconds to wait for an answer; past it the request is abandoned with QueryTimeout.
+    :param policy: what the check lets through. Here the check is the only guard: the remote engine may
+        fetch what a query names, so every query is checked before it is sent, with the time limit.
+    :param max_answer_bytes: the largest answer read from the remote engine.
     """
 
-    def __init__(self, endpoint: str, timeout: float = 10.0):
-        self.endpoint, self.timeout = endpoint, timeout
+    def __init__(self, endpoint: str, timeout: float = 10.0, policy: QueryPolicy = QueryPolicy(),
+                 max_answer_bytes: int = 16 << 20):
+        self.endpoint, self.timeout, self.policy = endpoint, timeout, policy
+        self.max_answer_bytes = max_answer_bytes
+        self.graphs: frozenset[str] = frozenset()
         self.triples = self._count()
+        answer = self.run(QueryRequest("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }", max_rows=100_000))
+        self.graphs = frozenset(b["g"]["value"] for b in json.loads(answer.body)["results"]["bindings"])
 
     def _count(self) -> int:
         answer = self.run(QueryRequest("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }"))
@@ -74,13 +88,19 @@ class RemoteEngine:
 
     def run(self, request: QueryRequest) -> Answer:
         started = time.perf_counter()
+        try:
+            check_query(request.text, self.policy.allowed_services, self.graphs, self.policy.max_depth,
+                        deadline=time.monotonic() + self.timeout)
+        except TimeoutError:
+            raise QueryTimeout(f"checking the query took longer than the limit of {self.timeout:g} s") from None
         fields = [("query", _prologue() + request.text)]
         fields += [("default-graph-uri", g) for g in request.default_graphs or ()]
         fields += [("named-graph-uri", g) for g in request.named_graphs or ()]
         try:
             status, mime, body = _send(self.endpoint, urllib.parse.urlencode(fields).encode(), "POST", {
                 "Content-Type": "application/x-www-form-urlencoded",
-                "Accept": "application/sparql-results+json, application/n-triples;q=0.9"}, self.timeout)
+                "Accept": "application/sparql-results+json, application/n-triples;q=0.9"}, self.timeout,
+                max_bytes=min(request.max_bytes, self.max_answer_bytes))
         except (TimeoutError, urllib.error.URLError) as failure:
             if isinstance(failure, TimeoutError) or isinstance(getattr(failure, "reason", None), TimeoutError):
                 raise QueryTimeout(f"the remote engine gave no answer within {self.timeout:g} s") from None

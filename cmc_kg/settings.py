@@ -78,6 +78,11 @@ class ServerConfig:
     max_rows: int = _setting(10_000, "Most solutions or triples one answer holds; a longer answer is cut and says so "
                                      "in the X-SPARQL-MaxRows header.")
     max_request_bytes: int = _setting(1_000_000, "Largest request body or query string; a larger one gets 413.")
+    max_answer_bytes: int = _setting(16 << 20, "Largest answer in bytes, as serialised; a query whose answer would "
+                                               "be larger gets 413 (ask for fewer or shorter results).")
+    max_nesting: int = _setting(256, "How deeply a query may nest (brackets, and chained BIND, FILTER, OPTIONAL, "
+                                     "UNION, operators or path steps, which become nested trees); a deeper "
+                                     "query gets 400 before it reaches the engine, whose stack it could overflow.")
     service_allowlist: tuple[str, ...] = _setting((), "SPARQL endpoints a query may call with SERVICE "
                                                       "(space- or comma-separated IRIs); empty: none.", _words)
     worker_memory: int = _setting(2048, "Most memory (address space, MiB) a query process may use; a query that needs "
@@ -85,6 +90,7 @@ class ServerConfig:
     reload_interval: float = _setting(2.0, "Seconds between looks at the build's dump; a new build is then served "
                                            "without a restart and without dropping a request. 0: never reload.")
     cache_entries: int = _setting(2048, "Answers kept in memory, keyed by query and build; 0 turns the cache off.")
+    cache_bytes: int = _setting(64 << 20, "Most bytes of answers the cache keeps; the least recently used go first.")
     build_dir: str = _setting("", "Folder of the build to serve (default: build/ in the checkout).")
     store: str = _setting("", "Query URL of an existing SPARQL engine loaded with `cmc-kg push` to serve instead "
                               "of the embedded store (Oxigraph server, Fuseki, Virtuoso, QLever); empty: embedded.")

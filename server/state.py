@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from cmc_kg.engine import Answer, Engine, EngineBusy, EngineClosed, QueryRequest
+from cmc_kg.engine import Answer, Engine, EngineBusy, EngineClosed, QueryPolicy, QueryRequest
 from cmc_kg.remote import RemoteEngine
 from cmc_kg.settings import ServerConfig, Settings
 
@@ -21,10 +21,12 @@ __all__ = ["State"]
 
 
 class _Cache:
-    """A small LRU of answers. The graph only changes with a new build, whose id is part of every key."""
+    """An LRU of answers, bounded in entries and in bytes. The graph only changes with a new build, whose id is
+    part of every key."""
 
-    def __init__(self, size: int):
-        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+    def __init__(self, size: int, max_bytes: int):
+        self.size, self.max_bytes, self.bytes = size, max_bytes, 0
+        self._items, self._lock = OrderedDict(), threading.Lock()
 
     def get(self, key):
         with self._lock:
@@ -33,14 +35,18 @@ class _Cache:
                 return self._items[key]
         return None
 
-    def put(self, key, value) -> None:
-        if self.size <= 0:
+    def put(self, key, value: Answer) -> None:
+        cost = len(value.body) + len(key[1].text)
+        if self.size <= 0 or cost > self.max_bytes // 4:   # one answer never takes most of the cache
             return
         with self._lock:
+            if key in self._items:
+                return
             self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self.bytes += cost
+            while len(self._items) > self.size or self.bytes > self.max_bytes:
+                old_key, old = self._items.popitem(last=False)
+                self.bytes -= len(old.body) + len(old_key[1].text)
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,11 @@ class State:
         paths = config.paths()
         embedded = engine is None and not config.store
         if engine is None and config.store:
-            engine = RemoteEngine(config.store, timeout=config.query_timeout)
+            engine = RemoteEngine(config.store, timeout=config.query_timeout, policy=_policy(config),
+                                  max_answer_bytes=config.max_answer_bytes)
         elif engine is None:
             engine = cls._engine(config, paths)
-        state = cls(config, paths, _serving(engine, config, paths), _Cache(config.cache_entries))
+        state = cls(config, paths, _serving(engine, config, paths), _Cache(config.cache_entries, config.cache_bytes))
         if embedded and config.reload_interval > 0:
             threading.Thread(target=state._watch_build, name="cmc-kg-reload", daemon=True).start()
         return state
@@ -86,7 +93,8 @@ class State:
     @staticmethod
     def _engine(config: ServerConfig, paths: Settings) -> Engine:
         return Engine(paths.dump_file, workers=config.workers, timeout=config.query_timeout,
-                      memory_mb=config.worker_memory, network=bool(config.service_allowlist))
+                      memory_mb=config.worker_memory, network=bool(config.service_allowlist),
+                      policy=_policy(config), max_answer_bytes=config.max_answer_bytes)
 
     @property
     def engine(self):
@@ -130,7 +138,8 @@ class State:
 
     def select(self, text: str) -> list[dict[str, dict]]:
         """Rows of a SELECT as SPARQL JSON bindings, for pages that render query results themselves."""
-        answer, _ = self.run(QueryRequest(text, max_rows=self.config.max_rows))
+        answer, _ = self.run(QueryRequest(text, max_rows=self.config.max_rows,
+                                          max_bytes=self.config.max_answer_bytes))
         return json.loads(answer.body)["results"]["bindings"]
 
     def _watch_build(self) -> None:
@@ -166,6 +175,10 @@ class State:
 
 
 _RELOAD_LOCK = threading.Lock()
+
+
+def _policy(config: ServerConfig) -> QueryPolicy:
+    return QueryPolicy(frozenset(config.service_allowlist), config.max_nesting)
 
 
 def _signature(path) -> tuple | None:

@@ -35,7 +35,7 @@ from .safety import DEFAULT_MAX_DEPTH, QueryError, QueryRefused, check_query
 __all__ = ["QueryRequest", "Answer", "Engine", "QueryTimeout", "EngineBusy", "EngineClosed", "WorkerDied",
            "WorkerCrashed", "OutOfMemory", "NotAcceptable", "AnswerTooLarge", "ServiceError", "QueryPolicy"]
 
-_STACK_BYTES = 256 << 20   # the worker's evaluating thread: Oxigraph recurses as deep as the query nests
+_STACK_BYTES = 64 << 20   # the worker's evaluating thread: Oxigraph recurses as deep as the query nests
 
 
 class QueryTimeout(Exception):

@@ -39,7 +39,7 @@ from typing import Callable, Collection
 from .namespaces import PREFIXES
 
 __all__ = ["QueryError", "QueryRefused", "QueryShape", "DEFAULT_MAX_DEPTH", "inspect", "check_query",
-           "check_graphs", "declares_dataset", "dataset_iris"]
+           "check_graphs", "declares_dataset"]
 
 DEFAULT_MAX_DEPTH = 256
 _MAX_READINGS = 8                       # second readings of '<' followed before the query is refused
@@ -467,15 +467,6 @@ def check_query(text: str, allowed_services: Collection[str] = frozenset(),
         for clause, iri in shape.datasets:
             check_graphs([iri], graphs, clause)
     return shape
-
-
-def dataset_iris(text: str) -> list[tuple[str, str | None]]:
-    """The graphs the query's FROM and FROM NAMED clauses may name, as ('FROM', IRI or None).
-
-    >>> dataset_iris("PREFIX g: <http://e/> SELECT * FROM g:a FROM NAMED <http://e/b> { ?s ?p ?o }")
-    [('FROM', 'http://e/a'), ('FROM', 'http://e/b')]
-    """
-    return list(inspect(text).datasets)
 
 
 def declares_dataset(text: str) -> bool:

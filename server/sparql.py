@@ -13,6 +13,7 @@ from cmc_kg.namespaces import RDF, SD, VOID, XSD, bind_prefixes
 from cmc_kg.query import QueryError
 from cmc_kg.safety import QueryRefused, check_graphs, check_query
 
+from .admission import TooManyQueries
 from .state import State
 
 __all__ = ["bp", "negotiate", "rdf_response", "error"]
@@ -145,6 +146,14 @@ def _unavailable(stopped: Exception) -> Response:
     """Any page whose query was stopped or found no worker (entity pages, the ontology, VoID): 503, never 500."""
     response = error(503, f"{stopped}; try again")
     response.headers["Retry-After"] = "1"
+    return response
+
+
+@bp.app_errorhandler(TooManyQueries)
+def _throttled(refused: TooManyQueries) -> Response:
+    """A client over its share of the query workers (server/admission.py), on /sparql or any page: 429."""
+    response = error(429, str(refused))
+    response.headers["Retry-After"] = str(refused.retry_after)
     return response
 
 

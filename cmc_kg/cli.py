@@ -186,12 +186,20 @@ def _setting_help(name: str) -> str:
 @click.option("--cache-entries", default=None, type=int, help=_setting_help("cache_entries"))
 @click.option("--cache-bytes", default=None, type=int, help=_setting_help("cache_bytes"))
 @click.option("--store", default=None, help=_setting_help("store"))
+@click.option("--fair-share/--no-fair-share", default=None, help=_setting_help("fair_share"))
+@click.option("--client-queries", default=None, type=int, help=_setting_help("client_queries"))
+@click.option("--heavy-seconds", default=None, type=float, help=_setting_help("heavy_seconds"))
+@click.option("--client-budget", default=None, type=float, help=_setting_help("client_budget"))
+@click.option("--unthrottled", default=None, help=_setting_help("unthrottled"))
+@click.option("--trusted-proxy", default=None, help=_setting_help("trusted_proxy"))
+@click.option("--connection-limit", default=None, type=int, help=_setting_help("connection_limit"))
+@click.option("--client-connections", default=None, type=int, help=_setting_help("client_connections"))
+@click.option("--request-read-timeout", default=None, type=float, help=_setting_help("request_read_timeout"))
 @build_dir_option
 def serve_command(config_file, **flags):
     """Serve the latest build: SPARQL endpoint, query page and entity pages (building first if there is none)."""
-    import waitress
-
     from server import create_app
+    from server.connections import serve
 
     from .settings import ServerConfig
 
@@ -204,8 +212,7 @@ def serve_command(config_file, **flags):
         _run_build(settings, write=True)
     app = create_app(config)
     click.echo(f"cmc-kg SPARQL endpoint on http://{config.host}:{config.port}/sparql", err=True)
-    waitress.serve(app, host=config.host, port=config.port, threads=config.threads, ident="cmc-kg",
-                   max_request_body_size=config.max_request_bytes, channel_timeout=max(30, config.query_timeout * 3))
+    serve(app, config)  # waitress, with a deadline per request and a cap per client address (server/connections.py)
 
 
 from .link.cli import enrich, link  # noqa: E402  (`cmc-kg link wikidata`, `cmc-kg enrich wikidata`: cmc_kg/link/)

@@ -66,6 +66,15 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(word for word in text.replace(",", " ").split() if word)
 
 
+def _yes_no(text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Settings of `cmc-kg serve`: defaults < config file (TOML) < CMC_* environment variables < flags."""
@@ -94,6 +103,25 @@ class ServerConfig:
     build_dir: str = _setting("", "Folder of the build to serve (default: build/ in the checkout).")
     store: str = _setting("", "Query URL of an existing SPARQL engine loaded with `cmc-kg push` to serve instead "
                               "of the embedded store (Oxigraph server, Fuseki, Virtuoso, QLever); empty: embedded.")
+    fair_share: bool = _setting(True, "Share the query workers fairly between clients (client_queries, heavy_seconds, "
+                                      "client_budget); off: first come, first served.", _yes_no)
+    client_queries: int = _setting(6, "Most queries one client (address) may have running or waiting; one more gets "
+                                      "429 with Retry-After.")
+    heavy_seconds: float = _setting(5.0, "Query seconds in the last minute past which a client is heavy: heavy clients' "
+                                         "queries together get all workers but one, kept for the others.")
+    client_budget: float = _setting(30.0, "Query seconds per minute past which a heavy client's query is refused "
+                                          "(429 with Retry-After) instead of waiting its turn when the workers are busy.")
+    unthrottled: tuple[str, ...] = _setting(("127.0.0.1", "::1"), "Client addresses or networks the per-client limits "
+                                                                   "do not apply to; by default this machine itself.",
+                                            _words)
+    trusted_proxy: str = _setting("", "Address of a reverse proxy whose X-Forwarded-For (and -Proto) header names the "
+                                      "client; * trusts every peer; empty: the peer is the client.")
+    connection_limit: int = _setting(500, "Most open HTTP connections; past it new ones wait until one closes.")
+    client_connections: int = _setting(20, "Most open connections from one client address (not the trusted proxy "
+                                           "or unthrottled ones); one more is answered 429 and closed. 0: no limit.")
+    request_read_timeout: float = _setting(10.0, "Seconds a client has to send a request's headers from its first "
+                                                 "byte (a new connection: from connecting), and again for its body; "
+                                                 "a slower connection is closed. 0: no limit.")
 
     @classmethod
     def load(cls, config_file: Path | None = None, environ: dict[str, str] | None = None, **flags) -> "ServerConfig":

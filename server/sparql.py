@@ -14,6 +14,7 @@ from cmc_kg.namespaces import RDF, SD, VOID, XSD, bind_prefixes
 from cmc_kg.query import QueryError
 from cmc_kg.safety import QueryRefused, check_graphs
 
+from .admission import TooManyQueries
 from .state import State
 
 __all__ = ["bp", "negotiate", "rdf_response", "error"]
@@ -159,6 +160,14 @@ def _not_retried(failure: Exception) -> Response:
     """A query that crashed or exhausted its worker would do so again: no Retry-After (500 for a crash, which is
     a defect; 503 for memory, which the service cannot afford)."""
     return error(500 if isinstance(failure, WorkerCrashed) else 503, str(failure))
+
+
+@bp.app_errorhandler(TooManyQueries)
+def _throttled(refused: TooManyQueries) -> Response:
+    """A client over its share of the query workers (server/admission.py), on /sparql or any page: 429."""
+    response = error(429, str(refused))
+    response.headers["Retry-After"] = str(refused.retry_after)
+    return response
 
 
 @bp.app_errorhandler(QueryError)

@@ -11,11 +11,13 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from flask import current_app
+from flask import current_app, has_request_context, request as http_request
 
 from cmc_kg.engine import Answer, Engine, EngineBusy, EngineClosed, QueryPolicy, QueryRequest
 from cmc_kg.remote import RemoteEngine
 from cmc_kg.settings import ServerConfig, Settings
+
+from .admission import Admission
 
 __all__ = ["State"]
 
@@ -75,6 +77,7 @@ class State:
     cache: _Cache = field(repr=False)
     reloads: int = 0
     reload_error: str = ""
+    admission: Admission = field(default_factory=Admission.disabled, repr=False)
 
     @classmethod
     def start(cls, config: ServerConfig, engine=None) -> "State":
@@ -86,6 +89,7 @@ class State:
         elif engine is None:
             engine = cls._engine(config, paths)
         state = cls(config, paths, _serving(engine, config, paths), _Cache(config.cache_entries, config.cache_bytes))
+        state.admission = Admission.for_server(config, lambda: state.engine)
         if embedded and config.reload_interval > 0:
             threading.Thread(target=state._watch_build, name="cmc-kg-reload", daemon=True).start()
         return state
@@ -125,7 +129,9 @@ class State:
             if cached is not None:
                 return cached, True
             try:
-                answer = serving.engine.run(request)
+                with self.admission.admit(_client()) as ticket:  # raises TooManyQueries (server/admission.py)
+                    answer = serving.engine.run(request)
+                    ticket.charge(answer.seconds)
             except EngineClosed:
                 continue
             if not answer.truncated:
@@ -179,6 +185,11 @@ _RELOAD_LOCK = threading.Lock()
 
 def _policy(config: ServerConfig) -> QueryPolicy:
     return QueryPolicy(frozenset(config.service_allowlist), config.max_nesting)
+
+
+def _client() -> str | None:
+    """The address of the client whose request is being answered (None outside a request)."""
+    return http_request.remote_addr if has_request_context() else None
 
 
 def _signature(path) -> tuple | None:

@@ -181,6 +181,7 @@ def _setting_help(name: str) -> str:
 @click.option("--max-answer-bytes", default=None, type=int, help=_setting_help("max_answer_bytes"))
 @click.option("--max-nesting", default=None, type=int, help=_setting_help("max_nesting"))
 @click.option("--service-allowlist", default=None, help=_setting_help("service_allowlist"))
+@click.option("--quick-lane", default=None, type=float, help=_setting_help("quick_lane"))
 @click.option("--worker-memory", default=None, type=int, help=_setting_help("worker_memory"))
 @click.option("--reload-interval", default=None, type=float, help=_setting_help("reload_interval"))
 @click.option("--cache-entries", default=None, type=int, help=_setting_help("cache_entries"))

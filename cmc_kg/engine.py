@@ -289,6 +289,8 @@ class _Worker:
     Its standard error is passed on to the server's, and its last lines are kept to tell why it died.
     """
 
+    lane = False  # whether it is the engine's quick-lane worker
+
     def __init__(self, options: dict, dump_fd: int, start_timeout: float = 120.0):
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
@@ -373,16 +375,22 @@ class Engine:
     :param network: whether workers may open network sockets (only needed for SERVICE on the allowlist).
     :param policy: what the workers' check lets through; SERVICE endpoints need ``network``.
     :param max_answer_bytes: the largest reply read from a worker (the request's byte cap is checked there).
+    :param lane_seconds: when > 0, one more worker is kept as a quick lane: a query that finds every other
+        worker busy may run there for this long; past it the lane worker is replaced and the query waits for
+        a regular worker with the time it has left (and never takes the lane again). Costly queries then cannot
+        hold up quick ones, whoever sends them.
     """
 
     def __init__(self, dump_file, workers: int = 2, timeout: float = 10.0, memory_mb: int = 0,
-                 network: bool = False, policy: QueryPolicy = QueryPolicy(), max_answer_bytes: int = 16 << 20):
-        self.dump_file, self.timeout = str(dump_file), timeout
+                 network: bool = False, policy: QueryPolicy = QueryPolicy(), max_answer_bytes: int = 16 << 20,
+                 lane_seconds: float = 0.0):
+        self.dump_file, self.timeout, self.lane_seconds = str(dump_file), timeout, lane_seconds
         self.size, self.memory_mb, self.network = max(1, workers), memory_mb, network
         self.max_reply_bytes = max_answer_bytes + (1 << 20)
         self._options = {"dump": None, "memory_mb": memory_mb, "network": network,
                          "allowed_services": sorted(policy.allowed_services), "max_depth": policy.max_depth}
         self._crashed: dict[str, str] = {}  # requests that crashed or exhausted a worker -> what to answer
+        self._slow: dict[str, None] = {}     # requests that outran the quick lane
         # One long-lived thread starts every worker: a worker dies with the thread that started it (see _die_with).
         self._spawns: queue.Queue = queue.Queue()
         threading.Thread(target=self._spawner, name="cmc-kg-engine-spawner", daemon=True).start()
@@ -398,7 +406,8 @@ class Engine:
         self._closed = False
         self._in_flight = 0
         try:
-            for worker in [self._start_worker() for _ in range(self.size)]:
+            for lane in [False] * self.size + [True] * (lane_seconds > 0):
+                worker = self._start_worker(lane)
                 self._all.add(worker)
                 self._idle.append(worker)
         except BaseException:
@@ -421,7 +430,7 @@ class Engine:
                 outcome.append(failure)
             done.set()
 
-    def _start_worker(self) -> _Worker:
+    def _start_worker(self, lane: bool = False) -> _Worker:
         done, outcome = threading.Event(), []
         self._spawns.put((done, outcome))
         while not done.wait(1.0):
@@ -429,11 +438,17 @@ class Engine:
                 raise RuntimeError("the engine was closed")
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
+        outcome[0].lane = lane
         return outcome[0]
 
     def worker_pids(self) -> list[int]:
         with self._lock:
             return [w.process.pid for w in self._all]
+
+    def live_workers(self) -> int:
+        """Regular workers running now (not the quick lane; not those being replaced)."""
+        with self._lock:
+            return sum(not w.lane for w in self._all)
 
     def run(self, request: QueryRequest) -> Answer:
         """Answer a request; raise QueryRefused, QueryError, NotAcceptable, AnswerTooLarge, ServiceError,
@@ -449,7 +464,7 @@ class Engine:
                     self._crashed[key], key, again=True))
             self._in_flight += 1
         try:
-            status, value = self._ask(request, deadline)
+            status, value = self._ask(request, deadline, key)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -482,16 +497,21 @@ class Engine:
         return (f"the query {earlier}crashed its query worker; it is not run again (query {key[:16]}, logged). "
                 "Simplify it, and report it: a crash is a defect")
 
-    def _take(self, deadline: float) -> _Worker:
+    def _take(self, deadline: float, lane: bool) -> _Worker:
+        """An idle regular worker, else (when ``lane``) the idle quick-lane worker; wait until the deadline."""
         with self._lock:
-            while not self._idle:
+            while True:
+                found = next((w for w in reversed(self._idle) if not w.lane), None) or (
+                    next((w for w in self._idle if w.lane), None) if lane else None)
+                if found is not None:
+                    self._idle.remove(found)
+                    return found
                 remaining = deadline - time.monotonic()
                 if self._closed:
                     raise EngineClosed("this build is no longer served")
                 if remaining <= 0:
                     raise EngineBusy(f"no query worker became free within {self.timeout:g} s")
                 self._changed.wait(remaining)
-            return self._idle.pop()
 
     def _release(self, worker: _Worker) -> None:
         with self._lock:
@@ -499,9 +519,10 @@ class Engine:
                 self._idle.append(worker)
                 self._changed.notify_all()
 
-    def _ask(self, request: QueryRequest, deadline: float):
-        for _ in range(self.size + 2):  # a few retries: each one finds a dead worker and replaces it
-            worker = self._take(deadline)
+    def _ask(self, request: QueryRequest, deadline: float, key: str):
+        lane = self.lane_seconds > 0 and key not in self._slow
+        for _ in range(self.size + 3):  # a few retries: each finds a dead worker, or leaves the quick lane
+            worker = self._take(deadline, lane)
             if not worker.alive:
                 self._replace(worker)
                 continue
@@ -511,9 +532,17 @@ class Engine:
                 self._replace(worker)
                 continue
             try:
-                answered = worker.connection.poll(max(0.0, deadline - time.monotonic()))
+                limit = min(deadline, time.monotonic() + self.lane_seconds) if worker.lane else deadline
+                answered = worker.connection.poll(max(0.0, limit - time.monotonic()))
                 if not answered:
                     self._replace(worker)
+                    if worker.lane and time.monotonic() < deadline:
+                        lane = False
+                        with self._lock:
+                            self._slow[key] = None
+                            while len(self._slow) > 1024:
+                                self._slow.pop(next(iter(self._slow)))
+                        continue
                     raise QueryTimeout(f"the query ran longer than the limit of {self.timeout:g} s and was stopped")
                 reply = pickle.loads(worker.connection.recv_bytes(self.max_reply_bytes))
             except (EOFError, OSError):
@@ -536,14 +565,14 @@ class Engine:
             self._all.discard(worker)
         worker.stop()
         if owned:
-            threading.Thread(target=self._start_successor, daemon=True).start()
+            threading.Thread(target=self._start_successor, args=(worker.lane,), daemon=True).start()
 
-    def _start_successor(self) -> None:
+    def _start_successor(self, lane: bool) -> None:
         for attempt in range(10):  # bounded: a build that cannot load any more is reported, not retried forever
             if self._closed:
                 return
             try:
-                successor = self._start_worker()
+                successor = self._start_worker(lane)
             except (RuntimeError, OSError) as error:
                 print(f"cmc-kg: cannot start a query worker (attempt {attempt + 1}): {error}", file=sys.stderr)
                 time.sleep(min(2 ** attempt, 10))

@@ -94,6 +94,9 @@ class ServerConfig:
                                      "query gets 400 before it reaches the engine, whose stack it could overflow.")
     service_allowlist: tuple[str, ...] = _setting((), "SPARQL endpoints a query may call with SERVICE "
                                                       "(space- or comma-separated IRIs); empty: none.", _words)
+    quick_lane: float = _setting(1.0, "Seconds a query may run on one extra worker kept for quick queries when every "
+                                      "other worker is busy; a query that runs longer there moves to the regular "
+                                      "queue. 0: no quick lane.")
     worker_memory: int = _setting(2048, "Most memory (address space, MiB) a query process may use; a query that needs "
                                         "more is stopped with 503 and its process replaced. 0: no limit.")
     reload_interval: float = _setting(2.0, "Seconds between looks at the build's dump; a new build is then served "

@@ -181,8 +181,8 @@ class Admission:
     def for_server(cls, config, engine: Callable[[], object]) -> "Admission":
         """The policy a ServerConfig asks for, over the engine ``engine()`` serves now (it changes with builds)."""
         def live_workers() -> int | None:
-            pids = getattr(engine(), "worker_pids", None)  # the embedded engine; a remote one cannot tell
-            return len(pids()) if pids is not None else None
+            live = getattr(engine(), "live_workers", None)  # the embedded engine; a remote one cannot tell
+            return live() if live is not None else None
 
         return cls(config.workers, config.query_timeout, client_queries=config.client_queries,
                    heavy_seconds=config.heavy_seconds, client_budget=config.client_budget,

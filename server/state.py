@@ -98,7 +98,8 @@ class State:
     def _engine(config: ServerConfig, paths: Settings) -> Engine:
         return Engine(paths.dump_file, workers=config.workers, timeout=config.query_timeout,
                       memory_mb=config.worker_memory, network=bool(config.service_allowlist),
-                      policy=_policy(config), max_answer_bytes=config.max_answer_bytes)
+                      policy=_policy(config), max_answer_bytes=config.max_answer_bytes,
+                      lane_seconds=config.quick_lane)
 
     @property
     def engine(self):

@@ -142,6 +142,27 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def test_quick_queries_are_answered_while_costly_ones_hold_every_worker(built):
+    """The red-team's case, all from one address (so per-client sharing cannot tell the clients apart): two
+    costly queries hold both workers; quick queries run on the quick lane and are answered long before the
+    costly ones are stopped, and a costly query that strays onto the lane leaves it after `quick_lane` seconds."""
+    live = start_server(built[0].build_dir, "--reload-interval", "0", "--query-timeout", "6", "--cache-entries", "0",
+                        "--workers", "2")
+    try:
+        threads = [threading.Thread(target=_quietly, args=(query, live.url, COSTLY.replace("?i", f"?i{n}")))
+                   for n in range(3)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)
+        answers = [query(live.url, f"ASK {{ ?s ?p {n} }}") for n in range(5)]
+        assert [status for status, *_ in answers] == [200] * 5
+        assert max(seconds for *_, seconds in answers) < 3, [seconds for *_, seconds in answers]
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        stop_server(live)
+
+
 # ------------------------------------------------------------------------------------------------ bytes
 
 _DOUBLING = ('SELECT ?s WHERE { BIND("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" AS ?a) ' + " ".join(

@@ -123,8 +123,8 @@ def sparql():
         answer, cached = state.run(query)
     except QueryError as malformed:
         return error(400, f"malformed query: {malformed}")
-    except NotAcceptable as kind:
-        return error(406, f"the query gives {kind} and none of the accepted media types can hold them")
+    except NotAcceptable as refused:
+        return _not_acceptable(refused)
     except (QueryTimeout, EngineBusy) as stopped:
         response = error(503, f"{stopped}; simplify the query or ask for fewer results")
         response.headers["Retry-After"] = "1"
@@ -145,6 +145,18 @@ def _unavailable(stopped: Exception) -> Response:
     """Any page whose query was stopped or found no worker (entity pages, the ontology, VoID): 503, never 500."""
     response = error(503, f"{stopped}; try again")
     response.headers["Retry-After"] = "1"
+    return response
+
+
+@bp.app_errorhandler(NotAcceptable)
+def _not_acceptable(refused: NotAcceptable) -> Response:
+    """406: the client accepts no format of the answer's kind ('results', 'graph'), or the format chosen cannot
+    hold this answer (a writer's NotRepresentable, with its reason), on /sparql and on every page."""
+    message = str(refused)
+    if message in ("results", "graph"):
+        message = f"the query gives {message} and none of the accepted media types can hold them"
+    response = error(406, message)
+    response.vary.add("Accept")
     return response
 
 
@@ -173,7 +185,7 @@ def service_description() -> Response:
     graph = bind_prefixes(Graph())
     graph.bind("sd", SD)
     graph.bind("void", VOID)
-    endpoint = URIRef(request.base_url)
+    endpoint = URIRef(state.config.public_url + "/sparql")  # the setting, never the request's Host header
     graph.add((endpoint, RDF.type, SD.Service))
     graph.add((endpoint, SD.endpoint, endpoint))
     graph.add((endpoint, SD.supportedLanguage, SD.SPARQL11Query))

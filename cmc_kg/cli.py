@@ -75,6 +75,7 @@ def validate_command():
 @build_dir_option
 def query_command(query, query_file, fmt, asserted, build_dir):
     """Run a SPARQL query (a string, or --file) over the latest build. Project prefixes are predefined."""
+    from .formats import NotAcceptable
     from .query import QueryError, format_rows, open_store, run_query
 
     if bool(query) == bool(query_file):
@@ -82,9 +83,10 @@ def query_command(query, query_file, fmt, asserted, build_dir):
     text = query if query else query_file.read()
     try:
         result = run_query(open_store(_settings(build_dir)), text, asserted_only=asserted)
-    except (QueryError, FileNotFoundError) as error:
+        output = format_rows(result, fmt)
+    except (QueryError, FileNotFoundError, NotAcceptable) as error:
         raise click.ClickException(str(error)) from None
-    click.echo(format_rows(result, fmt), nl=False)
+    click.echo(output, nl=False)
 
 
 @main.command("stats")
@@ -173,6 +175,7 @@ def _setting_help(name: str) -> str:
               help="A TOML file of settings (overridden by CMC_* environment variables and by flags).")
 @click.option("--host", default=None, help=_setting_help("host"))
 @click.option("--port", default=None, type=int, help=_setting_help("port"))
+@click.option("--base-url", default=None, help=_setting_help("base_url"))
 @click.option("--threads", default=None, type=int, help=_setting_help("threads"))
 @click.option("--workers", default=None, type=int, help=_setting_help("workers"))
 @click.option("--query-timeout", default=None, type=float, help=_setting_help("query_timeout"))
@@ -212,7 +215,8 @@ def serve_command(config_file, **flags):
     if not config.store and not settings.dump_file.exists():
         _run_build(settings, write=True)
     app = create_app(config)
-    click.echo(f"cmc-kg SPARQL endpoint on http://{config.host}:{config.port}/sparql", err=True)
+    click.echo(f"cmc-kg SPARQL endpoint on http://{config.host}:{config.port}/sparql"
+               + (f", published as {config.public_url}/sparql" if config.base_url else ""), err=True)
     serve(app, config)  # waitress, with a deadline per request and a cap per client address (server/connections.py)
 
 

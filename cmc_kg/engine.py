@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import pyoxigraph as ox
 
-from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions, write_triples
+from .formats import RDF_FORMATS, RESULT_FORMATS, NotAcceptable, write_boolean, write_solutions, write_triples
 from .query import PREFIX_MAP, default_graph_size, load_store, run_query
 from .safety import DEFAULT_MAX_DEPTH, QueryError, QueryRefused, check_query
 
@@ -64,10 +64,6 @@ class OutOfMemory(Exception):
 
 class EngineClosed(Exception):
     """The engine was retired: a newer build is served by another engine."""
-
-
-class NotAcceptable(Exception):
-    """The query's form (results or graph) has no format the client accepts."""
 
 
 class ServiceError(Exception):

@@ -75,12 +75,30 @@ def _yes_no(text: str) -> bool:
     raise ValueError(text)
 
 
+def _base_url(text: str) -> str:
+    """An absolute http(s) URL with a host and no query, fragment or user; empty: from host and port."""
+    import urllib.parse
+
+    text = text.strip()
+    if not text:
+        return ""
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or "@" in parts.netloc or any(c.isspace() or c in '<>"{}|\\^`' for c in text):
+        raise ValueError(f"not an absolute http(s) URL without query or fragment: {text!r}")
+    parts.port  # noqa: B018  (raises ValueError on a malformed port)
+    return text.rstrip("/")
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Settings of `cmc-kg serve`: defaults < config file (TOML) < CMC_* environment variables < flags."""
 
     host: str = _setting("127.0.0.1", "Interface to listen on; the default answers only this machine.")
     port: int = _setting(8000, "TCP port to listen on.")
+    base_url: str = _setting("", "Public URL of the server (e.g. https://cmc.example.org), used in every absolute URL it "
+                                 "writes (VoID, the service description); empty: http://host:port. Never taken from "
+                                 "the request's Host header.", _base_url)
     threads: int = _setting(16, "HTTP threads; each waits on one query at a time.")
     workers: int = _setting(2, "Query processes; each holds the graph in memory and is killed if its query runs too long.")
     query_timeout: float = _setting(10.0, "Seconds a query may run; past it the query is stopped and answered with 503.")
@@ -126,6 +144,9 @@ class ServerConfig:
                                                  "byte (a new connection: from connecting), and again for its body; "
                                                  "a slower connection is closed. 0: no limit.")
 
+    def __post_init__(self):
+        _base_url(self.base_url)  # a malformed public URL stops the server before it starts
+
     @classmethod
     def load(cls, config_file: Path | None = None, environ: dict[str, str] | None = None, **flags) -> "ServerConfig":
         """Merge the four layers; raise ValueError naming any unknown or malformed setting."""
@@ -133,6 +154,14 @@ class ServerConfig:
 
     def paths(self) -> Settings:
         return Settings(build_dir=Path(self.build_dir)) if self.build_dir else Settings()
+
+    @property
+    def public_url(self) -> str:
+        """``base_url`` without a trailing slash, else ``http://host:port`` (an IPv6 host in brackets)."""
+        if self.base_url:
+            return _base_url(self.base_url)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ def create_app(config: ServerConfig | None = None, engine=None) -> Flask:
     def cors(response: Response) -> Response:
         # Any origin may read answers (as on Wikidata's and DBpedia's endpoints); credentials are never sent.
         response.headers["Access-Control-Allow-Origin"] = "*"
+        # Browsers take every answer as its declared media type, never as HTML or script they sniffed.
+        response.headers["X-Content-Type-Options"] = "nosniff"
         if request.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
             response.headers["Access-Control-Allow-Headers"] = "Content-Type, Accept"

@@ -629,7 +629,7 @@ def void() -> Response:
     state = State.current()
     if _rdf_format() is None:
         return _not_acceptable()
-    root = request.host_url
+    root = state.config.public_url + "/"  # the setting, never the request's Host header
     graph = bind_prefixes(Graph())
     graph.bind("void", VOID)
     graph.bind("dcat", DCAT)

@@ -129,8 +129,8 @@ def sparql():
         return error(400, f"malformed query: {malformed}")
     except AnswerTooLarge as large:
         return error(413, str(large))
-    except NotAcceptable as kind:
-        return error(406, f"the query gives {kind} and none of the accepted media types can hold them")
+    except NotAcceptable as refused:
+        return _not_acceptable(refused)
     except (QueryTimeout, EngineBusy) as stopped:
         response = error(503, f"{stopped}; simplify the query or ask for fewer results")
         response.headers["Retry-After"] = "1"
@@ -170,6 +170,18 @@ def _throttled(refused: TooManyQueries) -> Response:
     return response
 
 
+@bp.app_errorhandler(NotAcceptable)
+def _not_acceptable(refused: NotAcceptable) -> Response:
+    """406: the client accepts no format of the answer's kind ('results', 'graph'), or the format chosen cannot
+    hold this answer (a writer's NotRepresentable, with its reason), on /sparql and on every page."""
+    message = str(refused)
+    if message in ("results", "graph"):
+        message = f"the query gives {message} and none of the accepted media types can hold them"
+    response = error(406, message)
+    response.vary.add("Accept")
+    return response
+
+
 @bp.app_errorhandler(QueryError)
 def _malformed(malformed: QueryError) -> Response:
     """A page whose address gives a query Oxigraph cannot parse (an IRI it refuses): the client's request is bad."""
@@ -195,7 +207,7 @@ def service_description() -> Response:
     graph = bind_prefixes(Graph())
     graph.bind("sd", SD)
     graph.bind("void", VOID)
-    endpoint = URIRef(request.base_url)
+    endpoint = URIRef(state.config.public_url + "/sparql")  # the setting, never the request's Host header
     graph.add((endpoint, RDF.type, SD.Service))
     graph.add((endpoint, SD.endpoint, endpoint))
     graph.add((endpoint, SD.supportedLanguage, SD.SPARQL11Query))

@@ -109,6 +109,15 @@ def stats_command(build_dir):
     click.echo("entities per class (asserted)")
     for row in classes.rows:
         click.echo(f"  {int(row['n']):>7}  {row['class']}")
+    regions = select(store, "SELECT ?code ?name (COUNT(DISTINCT ?c) AS ?n) WHERE { ?c a cmc:Country ; "
+                            "cmc:inM49Area/skos:broader* ?r . ?r a cmc:M49Region ; skos:notation ?code ; "
+                            "rdfs:label ?name } GROUP BY ?code ?name ORDER BY ?name")
+    without = select(store, "SELECT (COUNT(DISTINCT ?c) AS ?n) WHERE { ?c a cmc:Country "
+                            "FILTER NOT EXISTS { ?c cmc:inM49Area ?a } }")
+    click.echo(f"countries with an M49 region: {sum(int(row['n']) for row in regions.rows)} "
+               f"(without: {int(without.rows[0]['n'])})")
+    for row in regions.rows:
+        click.echo(f"  {int(row['n']):>7}  {row['code']} {row['name']}")
 
 
 @main.command("export")

@@ -60,7 +60,8 @@ def bind_prefixes(graph):
 # (organizations take `kgorg:` because `org:` is W3C ORG).
 ENTITY_KINDS = {"country": "country", "org": "kgorg", "person": "person", "place": "place", "treaty": "treaty",
                 "event": "event", "action": "action", "membership": "membership", "claim": "claim",
-                "goal": "goal", "office": "office", "note": "note", "source": "source", "link": "link"}
+                "goal": "goal", "office": "office", "note": "note", "source": "source", "link": "link",
+                "m49": "m49"}
 
 
 # Vocabularies rdflib does not ship, taken from the ontology's prefix lines.

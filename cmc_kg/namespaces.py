@@ -70,6 +70,11 @@ class CMC(DefinedNamespace):
     Landmine: URIRef
     LinkMethod: URIRef
     LinkMethods: URIRef
+    M49Area: URIRef
+    M49Areas: URIRef
+    M49IntermediateRegion: URIRef
+    M49Region: URIRef
+    M49SubRegion: URIRef
     Measure: URIRef
     Measures: URIRef
     MemberRole: URIRef
@@ -149,6 +154,7 @@ class CMC(DefinedNamespace):
     founder: URIRef
     graphNamespace: URIRef
     hasGoal: URIRef
+    inM49Area: URIRef
     isoAlpha2: URIRef
     isoAlpha3: URIRef
     linkMethod: URIRef
@@ -169,6 +175,7 @@ class CMC(DefinedNamespace):
     qualifier: URIRef
     quality: URIRef
     quote: URIRef
+    readOn: URIRef
     registrationNumber: URIRef
     repository: URIRef
     resultingOrganization: URIRef
@@ -202,6 +209,7 @@ PREFIXES = {
     "note": Namespace(str(ID) + "note/"),
     "source": Namespace(str(ID) + "source/"),
     "link": Namespace(str(ID) + "link/"),
+    "m49": Namespace(str(ID) + "m49/"),
     "id": ID,
     "graph": GRAPH,
     "p": P,

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from rdflib import Literal, URIRef
 
-from .namespaces import CMC, DCTERMS, PREFIXES, RDF, RDFS, XSD
+from .namespaces import CMC, DCTERMS, PREFIXES, RDF, RDFS, SKOS, XSD
 
 __all__ = ["import_tables", "TREATIES", "TableError"]
 
 ACTION = PREFIXES["action"]
 COUNTRY = PREFIXES["country"]
+M49 = PREFIXES["m49"]
 NOTE = PREFIXES["note"]
 TREATY = PREFIXES["treaty"]
 
@@ -52,11 +53,13 @@ PARTICIPANT_FILES = {
 }
 COUNTRIES_FILE = "countries_iso_wikidata_owid.csv"
 NOTES_FILE = "untc_footnotes_ccm_mbt_ccw.csv"
+M49_FILE = "m49_regions.csv"
 
 # The folders (source slugs) the generated files go to.
 UNTC_FOLDER = "untc-2026-02-03"
 ART17_FOLDER = "untc-2026-02-03-art17"
 ISO_FOLDER = "iso-codes"
+M49_FOLDER = "unsd-m49-2024-06-19"
 
 
 class TableError(Exception):
@@ -120,9 +123,10 @@ def _date(value: str) -> Literal:
     return Literal(value, datatype=XSD.date)
 
 
-def _countries(reference: Path) -> tuple[_Turtle, dict[str, str]]:
-    """Every ISO 3166-1 entry of ISO-CODES 4.15 with its codes and names; returns ISO3 -> English name too."""
-    turtle, names = _Turtle(), {}
+def _countries(reference: Path) -> tuple[_Turtle, dict[str, str], dict[str, str]]:
+    """Every ISO 3166-1 entry of ISO-CODES 4.15 with its codes and names; returns ISO3 -> English name
+    and ISO3 -> alpha-2 too."""
+    turtle, names, alpha2 = _Turtle(), {}, {}
     for line, row in _rows(reference / COUNTRIES_FILE):
         if row["row_kind"] != "iso3166_1":
             continue
@@ -131,13 +135,60 @@ def _countries(reference: Path) -> tuple[_Turtle, dict[str, str]]:
             raise TableError(f"{reference / COUNTRIES_FILE}:{line}: not an ISO 3166-1 code pair: {code!r}, {row['iso_alpha2']!r}")
         country = COUNTRY[code]
         names[code] = row["iso_codes_4_15_name"]
+        alpha2[code] = row["iso_alpha2"]
         turtle.add(country, RDF.type, CMC.Country)
         turtle.add(country, RDFS.label, Literal(row["iso_codes_4_15_name"], lang="en"))
         turtle.add(country, CMC.isoAlpha3, Literal(code))
         turtle.add(country, CMC.isoAlpha2, Literal(row["iso_alpha2"]))
         if row["iso_codes_4_15_official_name"]:
             turtle.add(country, CMC.officialName, Literal(row["iso_codes_4_15_official_name"], lang="en"))
-    return turtle, names
+    return turtle, names, alpha2
+
+
+# The three levels of M49 areas in reference/m49_regions.csv: (code column, name column, class), broadest first.
+M49_LEVELS = (
+    ("region-code", "region", CMC.M49Region),
+    ("sub-region-code", "sub-region", CMC.M49SubRegion),
+    ("intermediate-region-code", "intermediate-region", CMC.M49IntermediateRegion),
+)
+
+
+def _m49(reference: Path, names: dict[str, str], alpha2: dict[str, str]) -> _Turtle:
+    """The M49 regions, sub-regions and intermediate regions as SKOS concepts, and each country's most
+    specific area (cmc:inM49Area). A row without a region (the table gives none) links nothing."""
+    path = reference / M49_FILE
+    turtle = _Turtle()
+    areas: dict[str, tuple[str, URIRef, str | None]] = {}
+    for line, row in _rows(path):
+        where = f"{path}:{line}"
+        code = row["alpha-3"]
+        if code not in names or alpha2[code] != row["alpha-2"]:
+            raise TableError(f"{where}: {code!r}/{row['alpha-2']!r} is not an ISO 3166-1 code pair of ISO-CODES")
+        parent, area = None, None
+        for code_column, name_column, kind in M49_LEVELS:
+            number, label = row[code_column], row[name_column]
+            if not number and not label:
+                continue
+            if not re.fullmatch(r"[0-9]{3}", number) or not label or (kind != CMC.M49Region and parent is None):
+                raise TableError(f"{where}: {name_column} {label!r} with M49 code {number!r}")
+            if areas.setdefault(number, (label, kind, parent)) != (label, kind, parent):
+                raise TableError(f"{where}: M49 code {number} is given as {(label, kind, parent)} here and "
+                                 f"{areas[number]} before")
+            parent = area = number
+        if area:
+            turtle.add(COUNTRY[code], CMC.inM49Area, M49[area])
+    for number, (label, kind, parent) in areas.items():
+        concept = M49[number]
+        turtle.add(concept, RDF.type, kind)
+        turtle.add(concept, RDFS.label, Literal(label, lang="en"))
+        turtle.add(concept, SKOS.prefLabel, Literal(label, lang="en"))
+        turtle.add(concept, SKOS.notation, Literal(number))
+        turtle.add(concept, SKOS.inScheme, CMC.M49Areas)
+        if parent is None:
+            turtle.add(concept, SKOS.topConceptOf, CMC.M49Areas)
+        else:
+            turtle.add(concept, SKOS.broader, M49[parent])
+    return turtle
 
 
 class _Participants:
@@ -213,7 +264,7 @@ class _Participants:
 
 def import_tables(reference: Path, graph_dir: Path) -> dict[Path, int]:
     """Write the generated Turtle files; return each file with its number of statements."""
-    countries, names = _countries(reference)
+    countries, names, alpha2 = _countries(reference)
     participants = _Participants(reference, names)
     for key in PARTICIPANT_FILES:
         participants.read(key)
@@ -224,6 +275,7 @@ def import_tables(reference: Path, graph_dir: Path) -> dict[Path, int]:
         graph_dir / UNTC_FOLDER / "notes.ttl": (notes, [NOTES_FILE]),
         graph_dir / ART17_FOLDER / "entry-into-force-for-states.ttl": (participants.derived, [
             PARTICIPANT_FILES["ccm"], PARTICIPANT_FILES["mbt"]]),
+        graph_dir / M49_FOLDER / "regions.ttl": (_m49(reference, names, alpha2), [M49_FILE]),
     }
     written = {}
     for path, (turtle, tables) in outputs.items():

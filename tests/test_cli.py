@@ -55,3 +55,4 @@ def test_stats_lists_graphs_and_classes(built):
     assert "graph/inferred" in result.output and "ontology#Country" in result.output
     counts = [line.split() for line in result.output.splitlines() if line.strip().endswith("ontology#Country")]
     assert int(counts[0][0]) == 249
+    assert "countries with an M49 region: 247 (without: 2)" in result.output

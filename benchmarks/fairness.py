@@ -147,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["fair", "unfair"], help="one run instead of both")
     parser.add_argument("--url", help="measure an endpoint already running (such as cmc-kg behind nginx; its cache "
                                       "should be off) instead of starting servers")
+    parser.add_argument("--quick-lane", type=float, default=None,
+                        help="the servers' quick_lane in seconds (default: the server's default; 0: no lane)")
     parser.add_argument("--json", action="store_true", help="print the reports as JSON")
     args = parser.parse_args(argv)
+    extra = ("--quick-lane", str(args.quick_lane)) if args.quick_lane is not None else ()
     if not 0 < args.duration <= 3600 or not 0 < args.costly_clients <= 200:
         parser.error("--duration must be in (0, 3600] and --costly-clients in (0, 200]")
     if args.url:
@@ -158,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (build_dir / "cmc-kg.nq").exists():
             parser.error(f"{build_dir}/cmc-kg.nq does not exist: run `cmc-kg build` first")
         modes = [args.only == "fair"] if args.only else [True, False]
-        reports = [run(build_dir, args.costly_clients, args.duration, args.query_timeout, fair) for fair in modes]
+        reports = [run(build_dir, args.costly_clients, args.duration, args.query_timeout, fair, extra)
+                   for fair in modes]
     if args.json:
         print(json.dumps(reports, indent=2))
         return 0

@@ -221,9 +221,9 @@ def test_failed_builds_keep_the_last_good_one_and_a_good_build_is_picked_up(buil
         assert _health(live.url)["build"] == report.dump_sha256
         status, body = _ask(live.url, "SELECT ?c WHERE { country:FRA rdfs:comment ?c }")
         assert status == 200 and b"picked up without a restart" in body
-        # The old engine's workers are stopped once their queries are answered.
+        # The old engine's workers are stopped once their queries are answered (two workers and the quick lane remain).
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(soak.worker_pids(live.process.pid)) != 3:  # two workers and the quick lane
+        while time.monotonic() < deadline and len(soak.worker_pids(live.process.pid)) != 3:
             time.sleep(0.2)
         assert len(soak.worker_pids(live.process.pid)) == 3
     finally:

@@ -49,6 +49,21 @@ def setup_test_programs() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, **quiet)
 
 
+def run_forwarding_signals(command: list[str]) -> int:
+    """Run the server as a child and pass SIGTERM, SIGINT and SIGHUP on to it, so that stopping this script
+    stops the server instead of leaving it running."""
+    import signal
+
+    child = subprocess.Popen(command, cwd=ROOT)
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, lambda received, _frame: child.send_signal(received))
+    while True:
+        try:
+            return child.wait()
+        except InterruptedError:
+            continue
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("serve", "test", "setup"):
         print(__doc__, file=sys.stderr)
@@ -59,7 +74,7 @@ def main(argv: list[str]) -> int:
         build = subprocess.run([str(BIN / "cmc-kg"), "build"], cwd=ROOT)
         if build.returncode != 0 and not (ROOT / "build" / "cmc-kg.nq").exists():
             return build.returncode
-        return subprocess.run([str(BIN / "cmc-kg"), "serve", *rest], cwd=ROOT).returncode
+        return run_forwarding_signals([str(BIN / "cmc-kg"), "serve", *rest])
     if command == "test":
         setup_test_programs()
         return subprocess.run([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT).returncode

@@ -135,7 +135,10 @@ def export_command(fmt, inferred, output, build_dir):
         store = open_store(_settings(build_dir))
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from None
-    data = export(store, fmt, inferred, Path(output) if output else None)
+    try:
+        data = export(store, fmt, inferred, Path(output) if output else None)
+    except ValueError as refused:
+        raise click.UsageError(str(refused)) from None
     if output:
         click.echo(f"wrote {output} ({len(data)} bytes)", err=True)
     else:
@@ -224,8 +227,10 @@ def serve_command(config_file, **flags):
     if not config.store and not settings.dump_file.exists():
         _run_build(settings, write=True)
     app = create_app(config)
-    click.echo(f"cmc-kg SPARQL endpoint on http://{config.host}:{config.port}/sparql"
-               + (f", published as {config.public_url}/sparql" if config.base_url else ""), err=True)
+    local = f"http://{config.host}:{config.port}"
+    click.echo(f"cmc-kg serving on {local}/ (query page: {local}/query, explore: {local}/explore, "
+               f"SPARQL endpoint: {local}/sparql)"
+               + (f", published as {config.public_url}/" if config.base_url else ""), err=True)
     serve(app, config)  # waitress, with a deadline per request and a cap per client address (server/connections.py)
 
 

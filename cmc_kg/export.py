@@ -203,23 +203,28 @@ def export_graphml(store: ox.Store) -> bytes:
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """An export: the file extension and how to write it from the store."""
+    """An export: the file extension, how to write it from the store, and whether it can hold inferences."""
 
     extension: str
     write: Callable[[ox.Store, bool], bytes]
+    takes_inferred: bool = True
 
 
 EXPORT_FORMATS: dict[str, ExportFormat] = {
     **{name: ExportFormat(fmt.extension, lambda store, inferred, name=name: export_rdf(store, name, inferred))
        for name, fmt in RDF_FORMATS.items()},
-    **{f"csv-{name}": ExportFormat(".csv", lambda store, inferred, name=name: export_table(store, name))
+    **{f"csv-{name}": ExportFormat(".csv", lambda store, inferred, name=name: export_table(store, name), False)
        for name in TABLES},
-    "graphml": ExportFormat(".graphml", lambda store, inferred: export_graphml(store)),
+    "graphml": ExportFormat(".graphml", lambda store, inferred: export_graphml(store), False),
 }
 
 
 def export(store: ox.Store, format_name: str, inferred: bool = False, output: Path | None = None) -> bytes:
-    """Write one export to ``output`` (when given) and return its bytes."""
+    """Write one export to ``output`` (when given) and return its bytes; ValueError for ``inferred`` with a table or
+    GraphML, which are views of the graph and do not change with inferences."""
+    if inferred and not EXPORT_FORMATS[format_name].takes_inferred:
+        raise ValueError(f"--inferred applies to the RDF formats only; {format_name} is a fixed view of the graph "
+                         "(its rows do not change with inferences)")
     data = EXPORT_FORMATS[format_name].write(store, inferred)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -593,6 +593,25 @@ def published_dumps(dump_file: Path) -> dict[str, dict]:
         return _dump_cache[key]
 
 
+@bp.route("/dumps/", methods=["GET", "HEAD"])
+def dumps_index() -> Response:
+    """The dumps with their sizes and checksums, as VoID describes them."""
+    paths = State.current().paths
+    if not paths.dump_file.exists():
+        return error(404, "this server has no build dump")
+    return Response(render_template("dumps.html", dumps=published_dumps(paths.dump_file)), mimetype="text/html")
+
+
+@bp.route("/context.jsonld", methods=["GET", "HEAD"])
+def jsonld_context() -> Response:
+    """The JSON-LD context that JSON-LD exports and answers are compacted with (the README points here)."""
+    from cmc_kg.export import JSONLD_CONTEXT
+
+    response = Response(json.dumps(JSONLD_CONTEXT, indent=2) + "\n", mimetype="application/ld+json")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
 @bp.route("/dumps/<name>", methods=["GET", "HEAD"])
 def dump(name: str) -> Response:
     paths = State.current().paths

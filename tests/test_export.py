@@ -133,3 +133,12 @@ def test_python_api(built):
     assert list(frame.columns) == ["state", "date"] and len(frame) >= 107
     dataset = load_dataset(built[0], inferred=False)
     assert INFERRED_GRAPH not in {g.identifier for g in dataset.graphs() if len(g)}
+
+
+@pytest.mark.parametrize("fmt", ["csv-treaty-status", "graphml"])
+def test_inferred_is_refused_where_it_would_change_nothing(built, tmp_path, fmt):
+    """Tables and GraphML are fixed views: --inferred is refused rather than silently ignored."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["export", "--format", fmt, "--inferred", "-o", str(out),
+                                       "--build-dir", str(built[0].build_dir)])
+    assert result.exit_code == 2 and "RDF formats only" in result.output and not out.exists()

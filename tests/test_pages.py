@@ -282,3 +282,25 @@ def test_templates_spell_no_project_iri():
     base = str(ONTOLOGY).rsplit("/", 1)[0].split("://", 1)[1]
     for path in sorted((REPO_ROOT / "server" / "templates").glob("*.html")):
         assert base not in path.read_text(encoding="utf-8"), path
+
+
+def test_dumps_index_lists_what_void_describes(server):
+    void = _void(server)
+    status, headers, body = fetch(server.url + "/dumps/")
+    assert status == 200 and headers.get_content_type() == "text/html"
+    page = body.decode()
+    for url in void.objects(None, VOID.dataDump):
+        [checksum] = void.objects(url, SPDX.checksum)
+        name = str(url).rsplit("/", 1)[1]
+        assert f'href="/dumps/{name}"' in page and str(void.value(checksum, SPDX.checksumValue)) in page
+        assert "{:,}".format(int(void.value(url, DCAT.byteSize))) in page
+
+
+def test_the_jsonld_context_is_published_where_the_readme_says(server):
+    import json
+
+    status, headers, body = fetch(server.url + "/context.jsonld")
+    assert status == 200 and headers.get_content_type() == "application/ld+json"
+    context = json.loads(body)["@context"]
+    assert context["cmc"] == str(CMC) and context["kgorg"].endswith("/id/org/")
+    assert "/context.jsonld" in (REPO_ROOT / "README.md").read_text(encoding="utf-8")

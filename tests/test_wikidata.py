@@ -289,7 +289,8 @@ def test_offline_fetches_nothing_and_an_unreachable_endpoint_falls_back(tmp_path
     assert (tmp_path / "a.ttl").read_bytes() == (LINKS / "links.ttl").read_bytes()
     nobody = f"http://127.0.0.1:{free_port()}/sparql"
     result = _cli("enrich", "wikidata", "--endpoint", nobody, "--output", str(tmp_path / "f.ttl"))
-    assert result.returncode == 0 and "cannot reach" in result.stdout and not (tmp_path / "f.ttl").exists()
+    assert result.returncode != 0 and "cannot reach" in result.stderr and "nothing written" in result.stderr
+    assert not (tmp_path / "f.ttl").exists()
 
 
 def test_429_with_retry_after_is_honoured(fake_wikidata, tmp_path):

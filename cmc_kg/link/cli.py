@@ -220,9 +220,8 @@ def enrich_wikidata(config_file, offline, curation, output, **flags):
     _progress(f"querying {config.wikidata_endpoint} for the facts of {len(qids)} linked items")
     try:
         facts = fetch_facts(client, qids, _progress)
-    except EndpointUnreachable as unreachable:
-        click.echo(f"{unreachable}: offline; {snapshot_info(output_path)}")
-        return
+    except EndpointUnreachable as unreachable:  # nothing was written: a failure, whatever snapshot exists
+        raise click.ClickException(f"{unreachable}; nothing written; {snapshot_info(output_path)}") from None
     except EndpointError as failed:
         raise click.ClickException(str(failed)) from None
     output_path.parent.mkdir(parents=True, exist_ok=True)

@@ -187,9 +187,33 @@ def create_server(app, config: ServerConfig):
     return MultiSocketServer(socket_map, adj, listening, dispatcher, servers[-1].log_info)
 
 
+class QueueDepthSummary(logging.Filter):
+    """waitress warns once per request that waits for a thread ("Task queue depth is N"): thousands of lines a
+    minute under load. Keep one line per ``interval`` seconds with how many waited and the deepest queue."""
+
+    def __init__(self, interval: float = 10.0, clock=time.monotonic):
+        super().__init__()
+        self.interval, self.clock = interval, clock
+        self.waited, self.deepest, self.since = 0, 0, clock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Task queue depth"):
+            return True
+        self.waited += 1
+        self.deepest = max(self.deepest, int(record.args[0]) if record.args else 0)
+        now = self.clock()
+        if now - self.since < self.interval:
+            return False
+        record.msg, record.args = ("%d requests waited for an HTTP thread in the last %.0f s (deepest queue %d); "
+                                   "if this goes on, raise `threads`", (self.waited, now - self.since, self.deepest))
+        self.waited, self.deepest, self.since = 0, 0, now
+        return True
+
+
 def serve(app, config: ServerConfig) -> None:
     """Serve until interrupted, as waitress.serve does."""
     logging.basicConfig()
+    logging.getLogger("waitress.queue").addFilter(QueueDepthSummary())
     server = create_server(app, config)
     server.print_listen("Serving on http://{}:{}")
     server.run()

@@ -316,3 +316,24 @@ def test_the_server_still_answers_after_the_red_team_slowloris(built):
         assert held == defaults.client_connections
     finally:
         stop_server(live)
+
+
+def test_queue_depth_warnings_become_one_summary_line_per_interval():
+    """Under load waitress warned once per waiting request (5,879 lines in a 60 s soak); now one line per interval."""
+    import logging
+
+    from server.connections import QueueDepthSummary
+
+    now = [0.0]
+    summary = QueueDepthSummary(interval=10.0, clock=lambda: now[0])
+    kept = []
+    for second in range(0, 30):
+        for depth in (1, 5, 3):
+            now[0] = second
+            record = logging.LogRecord("waitress.queue", logging.WARNING, __file__, 1, "Task queue depth is %d",
+                                       (depth,), None)
+            if summary.filter(record):
+                kept.append(record.getMessage())
+    assert len(kept) == 2 and all("waited for an HTTP thread" in line and "deepest queue 5" in line for line in kept)
+    other = logging.LogRecord("waitress", logging.WARNING, __file__, 1, "something else", (), None)
+    assert summary.filter(other)

@@ -57,6 +57,7 @@ class BuildReport:
     """What a build produced and how long each step took."""
 
     triples_per_graph: dict[str, int] = field(default_factory=dict)
+    distinct_triples: int = 0   # the merged default graph: a triple stated by two sources counts once
     entities_per_class: dict[str, int] = field(default_factory=dict)
     seconds_per_step: dict[str, float] = field(default_factory=dict)
     dump_sha256: str = ""
@@ -286,6 +287,7 @@ def build(settings: Settings = Settings(), progress: Progress = lambda _: None, 
         if len(graph):
             report.triples_per_graph[str(graph.identifier)] = len(graph)
     report.triples_per_graph = dict(sorted(report.triples_per_graph.items()))
+    report.distinct_triples = len({triple for graph in dataset.graphs() for triple in graph})
     union = _asserted_union(dataset, include_ontology=False)
     report.entities_per_class = dict(sorted(Counter(
         str(o) for s, o in union.subject_objects(RDF.type) if str(s).startswith(str(ID))).items()))

@@ -77,6 +77,7 @@ class State:
     cache: _Cache = field(repr=False)
     reloads: int = 0
     reload_error: str = ""
+    _quads: tuple[str, int] = ("", 0)
     admission: Admission = field(default_factory=Admission.disabled, repr=False)
 
     @classmethod
@@ -139,6 +140,14 @@ class State:
                 self.cache.put(key, answer)
             return answer, False
         raise EngineBusy("the server is switching to a new build; try again")
+
+    def quads(self) -> int:
+        """Triples over all named graphs (a fact from two sources counts twice), counted once per build."""
+        build = self.build_id
+        if self._quads[0] != build:
+            rows = self.select("SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }")
+            self._quads = (build, int(rows[0]["n"]["value"]))
+        return self._quads[1]
 
     def etag(self, request: QueryRequest) -> str:
         return hashlib.sha1(repr((self.build_id, request)).encode("utf-8")).hexdigest()

@@ -77,3 +77,13 @@ def _accept(listener, connections):
         connections.append(listener.accept())
     except OSError:
         pass
+
+
+def test_health_names_both_counts_as_the_build_reports_them(server, built):
+    """The build's asserted + inferred triples are quads over the named graphs; the merged default graph holds
+    fewer, since a fact stated by two sources is one triple there. /health names both."""
+    with urllib.request.urlopen(server.url + "/health", timeout=30) as response:
+        health = json.loads(response.read())
+    report = built[1]
+    assert health["quads"] == report.asserted_triples + report.inferred_triples
+    assert health["default_graph_triples"] == report.distinct_triples < health["quads"]

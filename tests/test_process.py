@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import re
 
+from cmc_kg.namespaces import PREFIXES
 from cmc_kg.query import example_queries, select
 from cmc_kg.settings import Settings
 
 SETTINGS = Settings()
 QUERIES = {q.path.stem: q for q in example_queries(SETTINGS)}
-ID = "https://w3id.org/cmc-kg/id/"
+ID = str(PREFIXES["id"])
 MONTHS = {m: i for i, m in enumerate(["January", "February", "March", "April", "May", "June", "July", "August",
                                        "September", "October", "November", "December"], 1)}
 

@@ -47,12 +47,15 @@ class CMC(DefinedNamespace):
     CivilSocietyOrganization: URIRef
     ClusterMunition: URIRef
     Coalition: URIRef
+    Conference: URIRef
     ConsentToBeBound: URIRef
     CoordinatorRole: URIRef
     Country: URIRef
     CuratedDecision: URIRef
+    Declaration: URIRef
     DepositaryNote: URIRef
     Derived: URIRef
+    DiplomaticProcess: URIRef
     EntryIntoForce: URIRef
     EntryIntoForceForState: URIRef
     Event: URIRef
@@ -77,6 +80,7 @@ class CMC(DefinedNamespace):
     M49SubRegion: URIRef
     Measure: URIRef
     Measures: URIRef
+    MeetingOfStatesParties: URIRef
     MemberRole: URIRef
     MembershipRole: URIRef
     Merger: URIRef
@@ -84,6 +88,7 @@ class CMC(DefinedNamespace):
     NGO: URIRef
     NationalCampaign: URIRef
     NationallyBasedOrganization: URIRef
+    NumberOfAdoptingStates: URIRef
     NumberOfAmbassadors: URIRef
     NumberOfCountries: URIRef
     NumberOfInstrumentsForEntryIntoForce: URIRef
@@ -101,6 +106,7 @@ class CMC(DefinedNamespace):
     OrganizationKinds: URIRef
     ParticipantRole: URIRef
     Primary: URIRef
+    PrizeAward: URIRef
     ProfessionalOrganization: URIRef
     Protocol: URIRef
     ProvisionalApplication: URIRef
@@ -111,6 +117,7 @@ class CMC(DefinedNamespace):
     ReconciliationScore: URIRef
     Registration: URIRef
     ResearchAndMonitoringProgramme: URIRef
+    ReviewConference: URIRef
     Secondary: URIRef
     Signature: URIRef
     SourceDocument: URIRef
@@ -134,6 +141,7 @@ class CMC(DefinedNamespace):
     WithdrawalNotification: URIRef
     WorldwideOrganization: URIRef
     actor: URIRef
+    adopted: URIRef
     affectedBy: URIRef
     asOf: URIRef
     authenticLanguage: URIRef
@@ -157,6 +165,7 @@ class CMC(DefinedNamespace):
     inM49Area: URIRef
     isoAlpha2: URIRef
     isoAlpha3: URIRef
+    laureate: URIRef
     linkMethod: URIRef
     linkedEntity: URIRef
     matchScore: URIRef
@@ -167,8 +176,10 @@ class CMC(DefinedNamespace):
     nobelPrizeLaureateId: URIRef
     officialName: URIRef
     ordinal: URIRef
+    partOfProcess: URIRef
     path: URIRef
     place: URIRef
+    president: URIRef
     prohibits: URIRef
     protocolTo: URIRef
     purpose: URIRef
@@ -210,6 +221,7 @@ PREFIXES = {
     "source": Namespace(str(ID) + "source/"),
     "link": Namespace(str(ID) + "link/"),
     "m49": Namespace(str(ID) + "m49/"),
+    "document": Namespace(str(ID) + "document/"),
     "id": ID,
     "graph": GRAPH,
     "p": P,

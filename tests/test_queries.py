@@ -46,6 +46,8 @@ def test_every_query_has_title_description_and_a_test():
     assert len(QUERIES) >= 15
     # The region queries (25-27) are tested in tests/test_regions.py, beside the M49 table.
     regions = (Path(__file__).parent / "test_regions.py").read_text(encoding="utf-8")
+    # The diplomatic-process queries (28-31) are tested in tests/test_process.py.
+    regions += (Path(__file__).parent / "test_process.py").read_text(encoding="utf-8")
     names = set(globals()) | set(re.findall(r"^def (test_q\w+)", regions, re.M))
     tested = {name[len("test_q"):].replace("_", "-") for name in names if name.startswith("test_q")}
     for stem, query in QUERIES.items():

@@ -119,6 +119,12 @@ def stats_command(build_dir):
                f"(without: {int(without.rows[0]['n'])})")
     for row in regions.rows:
         click.echo(f"  {int(row['n']):>7}  {row['code']} {row['name']}")
+    members = select(store, "SELECT (COUNT(DISTINCT ?m) AS ?orgs) (COUNT(DISTINCT ?c) AS ?countries) "
+                            "(COUNT(DISTINCT ?x) AS ?memberships) WHERE { ?x a org:Membership ; org:member ?m . "
+                            "FILTER NOT EXISTS { ?m a foaf:Person } OPTIONAL { ?m cmc:country ?c } }",
+                     asserted_only=True).rows[0]
+    click.echo(f"member organizations: {int(members['orgs'])} in {int(members['memberships'])} memberships, "
+               f"from {int(members['countries'])} countries (where a source gives the country)")
 
 
 @main.command("export")

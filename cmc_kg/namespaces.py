@@ -148,6 +148,7 @@ class CMC(DefinedNamespace):
     award: URIRef
     birthDate: URIRef
     campaignsAgainst: URIRef
+    campaignsFor: URIRef
     city: URIRef
     claimSubject: URIRef
     commit: URIRef

@@ -1,0 +1,87 @@
+"""The coalition network: member organizations, their countries and kinds, recomputed from the Turtle in graph/.
+
+The targets of the issue are 150 organizations from 40 countries; the figures below are what the sources read so
+far support, and the test reports them (pytest -s) rather than padding the data to reach the targets."""
+
+from __future__ import annotations
+
+from rdflib import Dataset, Namespace, URIRef
+from rdflib.namespace import FOAF, ORG, RDF
+
+from cmc_kg.namespaces import CMC as CMC_TERMS, PREFIXES
+
+from cmc_kg.settings import Settings
+
+CMC = Namespace(str(CMC_TERMS))
+KGORG, TREATY = PREFIXES["kgorg"], PREFIXES["treaty"]
+TARGET_ORGANIZATIONS, TARGET_COUNTRIES = 150, 40
+
+
+def _data() -> Dataset:
+    ds = Dataset()
+    for path in sorted(Settings().graph_dir.glob("*/*.ttl")):
+        ds.graph(URIRef(f"urn:x:{path.parent.name}")).parse(path, format="turtle")
+    return ds
+
+
+DATA = _data()
+NEW_SOURCES = {"cmcus-about-a", "cmcus-about-b", "icbuw-2006", "npa-cmc", "cop-cmc-2010", "icbl-5msp-2003", "dewp-cmc"}
+
+
+def _objects(s, p):
+    return {o for _, _, o, _ in DATA.quads((s, p, None, None))}
+
+
+def _members() -> set:
+    people = {s for s, _, _, _ in DATA.quads((None, RDF.type, FOAF.Person, None))}
+    return {m for ms, _, _, _ in DATA.quads((None, RDF.type, ORG.Membership, None))
+            for m in _objects(ms, ORG.member)} - people
+
+
+def test_counts_of_member_organizations_and_countries():
+    members = _members()
+    countries = {c for m in members for c in _objects(m, CMC.country)}
+    memberships = {s for s, _, _, _ in DATA.quads((None, RDF.type, ORG.Membership, None))}
+    without_country = {m for m in members if not _objects(m, CMC.country)}
+    print(f"\nmember organizations: {len(members)} (target {TARGET_ORGANIZATIONS}); countries: {len(countries)} "
+          f"(target {TARGET_COUNTRIES}); memberships: {len(memberships)}; organizations with no sourced country: "
+          f"{len(without_country)}")
+    # the honest floor of what is sourced today; below the issue's targets, which need a members directory
+    assert len(members) >= 60 and len(countries) >= 12
+
+
+def test_every_new_membership_quotes_its_source():
+    for ms, _, _, g in DATA.quads((None, RDF.type, ORG.Membership, None)):
+        if str(g.identifier if hasattr(g, "identifier") else g).rsplit(":", 1)[1] in NEW_SOURCES:
+            assert _objects(ms, CMC.quote), ms
+
+
+def test_sections_are_their_own_organizations():
+    assert _objects(KGORG["ippnw-russia"], ORG.subOrganizationOf) == {KGORG.ippnw}
+    assert not _objects(KGORG.ippnw, CMC.country)
+    assert {c.rsplit("/", 1)[1] for s in ("pax-christi-ireland", "pax-christi-netherlands")
+            for c in _objects(KGORG[s], CMC.country)} == {"IRL", "NLD"}
+    assert not _objects(KGORG["pax-christi"], CMC.country)
+
+
+def test_steering_committee_has_its_members():
+    committee = {m for ms, _, _, _ in DATA.quads((None, ORG.organization, KGORG["cmc-steering-committee"], None))
+                 for m in _objects(ms, ORG.member)}
+    assert len(committee) >= 12
+    on_coalition = {ms for ms, _, _, _ in DATA.quads((None, ORG.role, CMC.SteeringCommitteeMemberRole, None))
+                    if KGORG.cmc in _objects(ms, ORG.organization)}
+    assert not on_coalition
+
+
+def test_campaigns_link_to_their_treaties():
+    assert TREATY.mbt in _objects(KGORG.icbl, CMC.campaignsFor)
+    assert TREATY.ccm in _objects(KGORG.cmc, CMC.campaignsFor)
+
+
+def test_member_counts_are_claims_with_dates():
+    counts = set()
+    for claim, _, _, _ in DATA.quads((None, CMC.measure, CMC.NumberOfMemberOrganizations, None)):
+        if KGORG.cmc in _objects(claim, CMC.claimSubject):
+            for v in _objects(claim, CMC.value):
+                counts.add((int(v), next((str(d) for d in _objects(claim, CMC.asOf)), None)))
+    assert {(85, "2003-11-13"), (151, "2005-06-01"), (151, "2006-09-29"), (350, "2010-04-26")} <= counts

@@ -53,6 +53,7 @@ class CMC(DefinedNamespace):
     CuratedDecision: URIRef
     DepositaryNote: URIRef
     Derived: URIRef
+    Discrepancy: URIRef
     EntryIntoForce: URIRef
     EntryIntoForceForState: URIRef
     Event: URIRef
@@ -143,11 +144,14 @@ class CMC(DefinedNamespace):
     city: URIRef
     claimSubject: URIRef
     commit: URIRef
+    computedFrom: URIRef
+    computedValue: URIRef
     concerns: URIRef
     country: URIRef
     date: URIRef
     depositary: URIRef
     derivationRule: URIRef
+    disputedClaim: URIRef
     endDate: URIRef
     entityNamespace: URIRef
     foundedOrganization: URIRef
@@ -180,6 +184,7 @@ class CMC(DefinedNamespace):
     repository: URIRef
     resultingOrganization: URIRef
     rule: URIRef
+    scheduledEffectiveDate: URIRef
     setUpBy: URIRef
     sourceKey: URIRef
     survivorOf: URIRef

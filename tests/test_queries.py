@@ -108,19 +108,39 @@ def test_q06_sources_of_entry_into_force(store):
     assert {"UNTC-2026-02-03", "SEED-001"} <= keys
 
 
+def _signatories(table, on: str) -> set[str]:
+    """States that had signed by that day (accessions are not signatures), less those whose withdrawal had taken effect."""
+    return {r["iso3"] for r in table if r["signature_date"] and r["signature_date"] <= on
+            and not (r.get("withdrawal_effective_date") and r["withdrawal_effective_date"] <= on)}
+
+
 def test_q07_claims_against_records_2012(store):
     rows = [r for r in _run(store, "07-claims-against-treaty-records").rows if r["asOf"] == "2012-01-04"]
     by_measure = {r["measureLabel"]: r for r in rows}
     on = "2012-01-04"
-    signed_or_acceded = {r["iso3"] for r in CCM if (r["signature_date"] and r["signature_date"] <= on)
-                         or (r["consent_type"] == "accession" and r["consent_date"] <= on)}
-    consents = {r["iso3"] for r in CCM if r["consent_date"] and r["consent_date"] <= on}
-    assert (len(signed_or_acceded), len(consents)) == (111, 67)
+    assert (len(_signatories(CCM, on)), len(_parties(CCM, on))) == (108, 67)
     assert by_measure["number of signatories"]["claimed"] == "111"
-    assert by_measure["number of signatories"]["computed"] == str(len(signed_or_acceded))
+    assert by_measure["number of signatories"]["computed"] == str(len(_signatories(CCM, on)))
     assert by_measure["number of ratifications"]["claimed"] == "77"
-    assert by_measure["number of ratifications"]["computed"] == str(len(consents))
+    assert by_measure["number of ratifications"]["computed"] == str(len(_parties(CCM, on)))
     assert {r["sourceKey"] for r in rows} == {"SEED-001"}
+    assert all(r.get("discrepancy") for r in rows)
+
+
+def test_q07_counts_accessions_and_withdrawals_as_the_depositary_does(store):
+    """Signatures only, and no state whose withdrawal took effect (Lithuania, 2025-03-06): the depositary's own totals."""
+    rows = {r["measureLabel"]: r for r in _run(store, "07-claims-against-treaty-records").rows if r["asOf"] == AS_AT}
+    signatories, parties = _signatories(CCM, AS_AT), _parties(CCM, AS_AT)
+    assert (len(signatories), len(parties)) == (107, 112)   # UNTC: "Signatories : 107. Parties : 112"
+    assert "LTU" not in signatories | parties
+    assert rows["number of signatories"]["computed"] == rows["number of signatories"]["claimed"] == str(len(signatories))
+    assert rows["number of states parties"]["computed"] == rows["number of states parties"]["claimed"] == str(len(parties))
+    assert not any(r.get("discrepancy") for r in rows.values())
+    for row in _run(store, "07-claims-against-treaty-records").rows:
+        on = row["asOf"]
+        expected = _signatories(CCM, on) if row["measureLabel"] == "number of signatories" else _parties(CCM, on)
+        assert row["computed"] == str(len(expected)), row
+        assert bool(row.get("discrepancy")) == (row["computed"] != row["claimed"]), row
 
 
 def test_q08_stockpiling_claims_conflict(store):

@@ -168,10 +168,35 @@ def test_q11_withdrawals(store):
     rows = _run(store, "11-withdrawals").rows
     expected = {(r["iso3"], r["withdrawal_notification_date"], r["withdrawal_effective_date"])
                 for table in (CCM, MBT, CCW) for r in table if r.get("withdrawal_notification_date")}
-    got = {(next(k for k, v in COUNTRY_NAMES.items() if v == r["name"]), r["notified"], r.get("effective"))
-           for r in rows}
+    got = {(next(k for k, v in COUNTRY_NAMES.items() if v == r["name"]), r["notified"],
+            r.get("effective") or r.get("scheduled")) for r in rows}
     assert got == expected
     assert ("LTU", "2024-09-06", "2025-03-06") in got
+    # a withdrawal after the as-at date has not taken effect: only its scheduled date, with the depositary's condition
+    pending = [r for r in rows if r.get("scheduled")]
+    assert [(r["name"], r.get("effective"), r["scheduled"]) for r in pending] == [("Poland", None, "2026-02-20")]
+    assert "subject to the condition set forth in the said paragraph" in pending[0]["condition"]
+    assert all(r["effective"] <= AS_AT for r in rows if r.get("effective"))
+
+
+def test_poland_has_not_withdrawn_from_the_mine_ban_treaty(store):
+    """The depositary's note makes Poland's withdrawal conditional ("will take effect ... subject to the condition"):
+    no query for withdrawals that took effect lists Poland, on any date."""
+    effective = select(store, """SELECT ?state WHERE { ?w a cmc:WithdrawalEffective ; cmc:treaty treaty:mbt ;
+                                                          cmc:actor ?state }""").rows
+    assert {_iso(r["state"]) for r in effective} == {r["iso3"] for r in MBT if r["status_at_untc_date"] == "withdrawn"}
+    assert "POL" not in {_iso(r["state"]) for r in effective}
+    note = next(r for r in _table("untc_footnotes_ccm_mbt_ccw.csv") if r["untc_mtdsg"] == "XXVI-5" and r["participants"] == "Poland")
+    rows = select(store, """SELECT ?date ?scheduled ?quote WHERE { action:mbt\\/POL\\/withdrawal-notification
+        a cmc:WithdrawalNotification ; cmc:date ?date ; cmc:scheduledEffectiveDate ?scheduled ; cmc:quote ?quote }""").rows
+    poland = next(r for r in MBT if r["iso3"] == "POL")
+    assert rows == [{"date": poland["withdrawal_notification_date"], "scheduled": poland["withdrawal_effective_date"],
+                     "quote": note["note_text"]}]
+    later = '"2026-12-31"^^xsd:date'
+    parties = select(store, f"""SELECT ?state WHERE {{ ?c a cmc:ConsentToBeBound ; cmc:treaty treaty:mbt ; cmc:actor ?state .
+        FILTER NOT EXISTS {{ ?w a cmc:WithdrawalEffective ; cmc:treaty treaty:mbt ; cmc:actor ?state ; cmc:date ?l .
+                            FILTER (?l <= {later}) }} }}""").rows
+    assert "POL" in {_iso(r["state"]) for r in parties}
 
 
 def test_q12_status_counts(store):

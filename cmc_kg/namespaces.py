@@ -137,6 +137,8 @@ class CMC(DefinedNamespace):
     actor: URIRef
     affectedBy: URIRef
     asOf: URIRef
+    asOfNotAfter: URIRef
+    asOfNotBefore: URIRef
     authenticLanguage: URIRef
     award: URIRef
     birthDate: URIRef

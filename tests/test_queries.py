@@ -143,10 +143,19 @@ def test_q07_counts_accessions_and_withdrawals_as_the_depositary_does(store):
         assert bool(row.get("discrepancy")) == (row["computed"] != row["claimed"]), row
 
 
-def test_q08_stockpiling_claims_conflict(store):
-    rows = [r for r in _run(store, "08-conflicting-claims").rows if r["measureLabel"] == "number of stockpiling states"]
-    assert {(r["value"], r["qualifierLabel"], r["sourceKey"]) for r in rows} == {
-        ("70", "more than", "SEED-000"), ("80", "more than", "SEED-001")}
+def test_q08_claims_of_different_dates_are_not_conflicts(store):
+    """SEED-000 speaks for a time before 2008-05-30, SEED-001 for 2012-01-04 or later: "more than 70" and
+    "more than 80" stockpiling states are two dates, not a conflict. Claims whose times can overlap still are."""
+    rows = _run(store, "08-conflicting-claims").rows
+    assert [r for r in rows if r["measureLabel"] == "number of stockpiling states"] == []
+    bounds = {r["key"]: (r.get("lo"), r.get("hi")) for r in select(store, """SELECT ?key ?lo ?hi WHERE {
+        ?s cmc:sourceKey ?key FILTER (?key IN ("SEED-000", "SEED-001", "SEED-002"))
+        OPTIONAL { ?s cmc:asOfNotBefore ?lo } OPTIONAL { ?s cmc:asOfNotAfter ?hi } }""").rows}
+    assert bounds == {"SEED-000": ("2003-11", "2008-05-30"), "SEED-001": ("2012-01-04", None),
+                      "SEED-002": ("2003-11", "2008-05-30")}
+    assert bounds["SEED-000"][1] < bounds["SEED-001"][0]
+    members = {(r["value"], r["sourceKey"]) for r in rows if r["measureLabel"] == "number of member organizations"}
+    assert members == {("85", "DEWP-CMC"), ("200", "SEED-002")}   # 2003-11-13 lies within SEED-002's range
 
 
 def test_q09_signatures_at_oslo(store):

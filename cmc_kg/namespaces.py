@@ -101,6 +101,7 @@ class CMC(DefinedNamespace):
     OrganizationKind: URIRef
     OrganizationKinds: URIRef
     ParticipantRole: URIRef
+    Participation: URIRef
     Primary: URIRef
     ProfessionalOrganization: URIRef
     Protocol: URIRef
@@ -160,6 +161,7 @@ class CMC(DefinedNamespace):
     founder: URIRef
     graphNamespace: URIRef
     hasGoal: URIRef
+    inForceFrom: URIRef
     inM49Area: URIRef
     isoAlpha2: URIRef
     isoAlpha3: URIRef
@@ -173,6 +175,9 @@ class CMC(DefinedNamespace):
     nobelPrizeLaureateId: URIRef
     officialName: URIRef
     ordinal: URIRef
+    participant: URIRef
+    partyFrom: URIRef
+    partyUntil: URIRef
     path: URIRef
     place: URIRef
     prohibits: URIRef
@@ -188,6 +193,7 @@ class CMC(DefinedNamespace):
     rule: URIRef
     scheduledEffectiveDate: URIRef
     setUpBy: URIRef
+    signedOn: URIRef
     sourceKey: URIRef
     survivorOf: URIRef
     towards: URIRef
@@ -217,6 +223,7 @@ PREFIXES = {
     "source": Namespace(str(ID) + "source/"),
     "link": Namespace(str(ID) + "link/"),
     "m49": Namespace(str(ID) + "m49/"),
+    "participation": Namespace(str(ID) + "participation/"),
     "id": ID,
     "graph": GRAPH,
     "p": P,

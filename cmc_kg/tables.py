@@ -22,6 +22,7 @@ ACTION = PREFIXES["action"]
 COUNTRY = PREFIXES["country"]
 M49 = PREFIXES["m49"]
 NOTE = PREFIXES["note"]
+PARTICIPATION = PREFIXES["participation"]
 TREATY = PREFIXES["treaty"]
 
 # UNTC MTDSG number -> (treaty slug, name used in action labels).
@@ -252,6 +253,25 @@ class _Participants:
             if row.get("eif_for_state_derived_art17"):
                 self.action(self.derived, mtdsg, code, CMC.EntryIntoForceForState, "entry-into-force",
                             "entry into force for the state", row["eif_for_state_derived_art17"])
+            self.participation(mtdsg, code, row)
+
+    def participation(self, mtdsg: str, code: str, row: dict[str, str]) -> None:
+        """One cmc:Participation per state and treaty: signed, party from (deposit of consent), party until (the
+        withdrawal took effect, by the as-at date) in the UNTC graph; in force from (Art. 17) in the derived graph."""
+        slug, treaty_name = TREATIES[mtdsg]
+        node = PARTICIPATION[f"{slug}/{code}"]
+        self.untc.add(node, RDF.type, CMC.Participation)
+        self.untc.add(node, RDFS.label, Literal(f"{self.names[code]} in the {treaty_name}", lang="en"))
+        self.untc.add(node, CMC.participant, COUNTRY[code])
+        self.untc.add(node, CMC.treaty, TREATY[slug])
+        if row.get("signature_date"):
+            self.untc.add(node, CMC.signedOn, _date(row["signature_date"]))
+        if row["consent_type"]:
+            self.untc.add(node, CMC.partyFrom, _date(row["consent_date"]))
+        if row.get("withdrawal_effective_date") and row["withdrawal_effective_date"] <= row["untc_status_as_at"]:
+            self.untc.add(node, CMC.partyUntil, _date(row["withdrawal_effective_date"]))
+        if row.get("eif_for_state_derived_art17"):
+            self.derived.add(node, CMC.inForceFrom, _date(row["eif_for_state_derived_art17"]))
 
     def _withdrawal_notes(self, mtdsg: str, numbers: str) -> list[str]:
         """The texts of the depositary's end-notes a row refers to that speak of a withdrawal."""

@@ -287,3 +287,13 @@ def test_q20_conflicting_dates(store):
     guinea_bissau = {(r["date"], r["sourceKey"]) for r in rows if "GNB" in r["subject"]}
     untc = next(r["signature_date"] for r in CCM if r["iso3"] == "GNB")
     assert guinea_bissau == {(untc, "UNTC-2026-02-03"), ("2008-12-03", "MONITOR-2022")}
+
+
+@pytest.mark.parametrize("on", ["2010-08-01", "2012-01-04", "2025-03-05", "2025-03-06", AS_AT])
+def test_q36_ccm_parties_on_a_date_in_one_pattern(store, on):
+    text = QUERIES["36-ccm-parties-on-a-date"].text.replace(f'"{AS_AT}"^^xsd:date', f'"{on}"^^xsd:date')
+    rows = select(store, text).rows
+    assert {_iso(r["state"]) for r in rows} == _parties(CCM, on)
+    assert len(rows) == len(_parties(CCM, on))
+    if on == AS_AT:
+        assert len(rows) == 112   # UNTC: "Parties : 112"

@@ -56,6 +56,7 @@ class CMC(DefinedNamespace):
     DepositaryNote: URIRef
     Derived: URIRef
     DiplomaticProcess: URIRef
+    Discrepancy: URIRef
     EntryIntoForce: URIRef
     EntryIntoForceForState: URIRef
     Event: URIRef
@@ -105,6 +106,7 @@ class CMC(DefinedNamespace):
     OrganizationKind: URIRef
     OrganizationKinds: URIRef
     ParticipantRole: URIRef
+    Participation: URIRef
     Primary: URIRef
     PrizeAward: URIRef
     ProfessionalOrganization: URIRef
@@ -144,6 +146,8 @@ class CMC(DefinedNamespace):
     adopted: URIRef
     affectedBy: URIRef
     asOf: URIRef
+    asOfNotAfter: URIRef
+    asOfNotBefore: URIRef
     authenticLanguage: URIRef
     award: URIRef
     birthDate: URIRef
@@ -152,17 +156,21 @@ class CMC(DefinedNamespace):
     city: URIRef
     claimSubject: URIRef
     commit: URIRef
+    computedFrom: URIRef
+    computedValue: URIRef
     concerns: URIRef
     country: URIRef
     date: URIRef
     depositary: URIRef
     derivationRule: URIRef
+    disputedClaim: URIRef
     endDate: URIRef
     entityNamespace: URIRef
     foundedOrganization: URIRef
     founder: URIRef
     graphNamespace: URIRef
     hasGoal: URIRef
+    inForceFrom: URIRef
     inM49Area: URIRef
     isoAlpha2: URIRef
     isoAlpha3: URIRef
@@ -178,6 +186,9 @@ class CMC(DefinedNamespace):
     officialName: URIRef
     ordinal: URIRef
     partOfProcess: URIRef
+    participant: URIRef
+    partyFrom: URIRef
+    partyUntil: URIRef
     path: URIRef
     place: URIRef
     president: URIRef
@@ -192,7 +203,9 @@ class CMC(DefinedNamespace):
     repository: URIRef
     resultingOrganization: URIRef
     rule: URIRef
+    scheduledEffectiveDate: URIRef
     setUpBy: URIRef
+    signedOn: URIRef
     sourceKey: URIRef
     survivorOf: URIRef
     towards: URIRef
@@ -223,6 +236,7 @@ PREFIXES = {
     "link": Namespace(str(ID) + "link/"),
     "m49": Namespace(str(ID) + "m49/"),
     "document": Namespace(str(ID) + "document/"),
+    "participation": Namespace(str(ID) + "participation/"),
     "id": ID,
     "graph": GRAPH,
     "p": P,

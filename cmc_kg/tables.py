@@ -22,6 +22,7 @@ ACTION = PREFIXES["action"]
 COUNTRY = PREFIXES["country"]
 M49 = PREFIXES["m49"]
 NOTE = PREFIXES["note"]
+PARTICIPATION = PREFIXES["participation"]
 TREATY = PREFIXES["treaty"]
 
 # UNTC MTDSG number -> (treaty slug, name used in action labels).
@@ -229,19 +230,56 @@ class _Participants:
                 if row["consent_type"] not in CONSENT or not row["consent_date"]:
                     raise TableError(f"{where}: consent type {row['consent_type']!r} without a known kind or date")
                 self.action(self.untc, mtdsg, code, *CONSENT[row["consent_type"]], row["consent_date"])
+            notification = None
             if row.get("withdrawal_notification_date"):
-                self.action(self.untc, mtdsg, code, CMC.WithdrawalNotification, "withdrawal-notification",
-                            "notification of withdrawal", row["withdrawal_notification_date"])
-            if row.get("withdrawal_effective_date"):
-                effective = self.action(self.untc, mtdsg, code, CMC.WithdrawalEffective, "withdrawal-effective",
-                                        "withdrawal takes effect", row["withdrawal_effective_date"])
-                if row["withdrawal_effective_date"] > row["untc_status_as_at"]:
-                    self.untc.add(effective, DCTERMS.description, Literal(
-                        f"Scheduled: the depositary's status as at {row['untc_status_as_at']} gives this date as the "
-                        f"day the withdrawal is to take effect.", lang="en"))
+                notification = self.action(self.untc, mtdsg, code, CMC.WithdrawalNotification, "withdrawal-notification",
+                                           "notification of withdrawal", row["withdrawal_notification_date"])
+            if row.get("withdrawal_effective_date") and row["withdrawal_effective_date"] > row["untc_status_as_at"]:
+                # Not yet taken effect at the as-at date (Poland, Mine Ban Treaty: "will take effect ... subject to
+                # the condition set forth in the said paragraph"): no cmc:WithdrawalEffective, only the date the
+                # depositary gives on the notification, with the depositary's note quoted.
+                if notification is None:
+                    raise TableError(f"{where}: a withdrawal to take effect later without a notification date")
+                self.untc.add(notification, CMC.scheduledEffectiveDate, _date(row["withdrawal_effective_date"]))
+                for text in self._withdrawal_notes(mtdsg, row.get("untc_footnotes", "")):
+                    self.untc.add(notification, CMC.quote, Literal(text, lang="en"))
+                self.untc.add(notification, DCTERMS.description, Literal(
+                    f"Not in effect at the depositary's status as at {row['untc_status_as_at']}: the depositary gives "
+                    f"{row['withdrawal_effective_date']} as the day the withdrawal will take effect, subject to the "
+                    f"condition of the treaty's withdrawal article (the note is quoted).", lang="en"))
+            elif row.get("withdrawal_effective_date"):
+                self.action(self.untc, mtdsg, code, CMC.WithdrawalEffective, "withdrawal-effective",
+                            "withdrawal takes effect", row["withdrawal_effective_date"])
             if row.get("eif_for_state_derived_art17"):
                 self.action(self.derived, mtdsg, code, CMC.EntryIntoForceForState, "entry-into-force",
                             "entry into force for the state", row["eif_for_state_derived_art17"])
+            self.participation(mtdsg, code, row)
+
+    def participation(self, mtdsg: str, code: str, row: dict[str, str]) -> None:
+        """One cmc:Participation per state and treaty: signed, party from (deposit of consent), party until (the
+        withdrawal took effect, by the as-at date) in the UNTC graph; in force from (Art. 17) in the derived graph."""
+        slug, treaty_name = TREATIES[mtdsg]
+        node = PARTICIPATION[f"{slug}/{code}"]
+        self.untc.add(node, RDF.type, CMC.Participation)
+        self.untc.add(node, RDFS.label, Literal(f"{self.names[code]} in the {treaty_name}", lang="en"))
+        self.untc.add(node, CMC.participant, COUNTRY[code])
+        self.untc.add(node, CMC.treaty, TREATY[slug])
+        if row.get("signature_date"):
+            self.untc.add(node, CMC.signedOn, _date(row["signature_date"]))
+        if row["consent_type"]:
+            self.untc.add(node, CMC.partyFrom, _date(row["consent_date"]))
+        if row.get("withdrawal_effective_date") and row["withdrawal_effective_date"] <= row["untc_status_as_at"]:
+            self.untc.add(node, CMC.partyUntil, _date(row["withdrawal_effective_date"]))
+        if row.get("eif_for_state_derived_art17"):
+            self.derived.add(node, CMC.inForceFrom, _date(row["eif_for_state_derived_art17"]))
+
+    def _withdrawal_notes(self, mtdsg: str, numbers: str) -> list[str]:
+        """The texts of the depositary's end-notes a row refers to that speak of a withdrawal."""
+        if not hasattr(self, "_note_texts"):
+            self._note_texts = {(row["untc_mtdsg"], row["note_no"]): row["note_text"]
+                                for _, row in _rows(self.reference / NOTES_FILE)}
+        texts = (self._note_texts.get((mtdsg, n.strip())) for n in numbers.replace(",", ";").split(";") if n.strip())
+        return [text for text in texts if text and "withdrawal" in text]
 
     def notes(self) -> _Turtle:
         """The depositary's end-notes, each linked to the participants it names."""

@@ -332,7 +332,7 @@ def _chart_events(answer: Sparql, as_at: date) -> tuple[list[dict], list[dict]]:
             notified[row["state"]] = (day, row["stateName"])
     effective = {}
     for row in answer.rows:
-        if row["kind"].endswith("WithdrawalEffective"):
+        if row["kind"].endswith(("WithdrawalEffective", "scheduledEffectiveDate")):
             effective[row["state"]] = date.fromisoformat(row["date"])
     for day, names in sorted(withdrawals.items()):
         if day <= as_at:

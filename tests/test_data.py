@@ -86,3 +86,10 @@ def test_every_fact_graph_is_derived_from_a_registered_source(store):
         FILTER NOT EXISTS { ?g prov:wasDerivedFrom ?source . ?source a cmc:SourceDocument ; cmc:sourceKey ?key ;
                                                                  dcterms:title ?t . } } GROUP BY ?g""").rows
     assert rows == []
+
+
+def test_every_claim_has_a_quote(store):
+    """Every cmc:QuantitativeClaim quotes its source (graph/CHECKLIST.md: no claim is without one)."""
+    rows = select(store, """SELECT ?c WHERE { ?c a cmc:QuantitativeClaim FILTER NOT EXISTS { ?c cmc:quote ?q } }""").rows
+    assert rows == []
+    assert int(select(store, "SELECT (COUNT(?c) AS ?n) WHERE { ?c a cmc:QuantitativeClaim }").rows[0]["n"]) >= 27

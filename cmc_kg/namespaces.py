@@ -42,13 +42,18 @@ class CMC(DefinedNamespace):
     AntiPersonnelMine: URIRef
     Approval: URIRef
     Around: URIRef
+    AtLeast: URIRef
     Campaign: URIRef
     City: URIRef
     CivilSocietyOrganization: URIRef
     ClusterMunition: URIRef
+    ClusterMunitionStatus: URIRef
+    ClusterMunitionStatusKind: URIRef
+    ClusterMunitionStatuses: URIRef
     Coalition: URIRef
     Conference: URIRef
     ConsentToBeBound: URIRef
+    Contaminated: URIRef
     CoordinatorRole: URIRef
     Country: URIRef
     CuratedDecision: URIRef
@@ -62,6 +67,7 @@ class CMC(DefinedNamespace):
     Exactly: URIRef
     ExplosiveRemnantsOfWar: URIRef
     FaithBasedGroup: URIRef
+    FormerProducer: URIRef
     Founding: URIRef
     FoundingMemberRole: URIRef
     FoundingOrganizationRole: URIRef
@@ -90,16 +96,26 @@ class CMC(DefinedNamespace):
     NationallyBasedOrganization: URIRef
     NumberOfAdoptingStates: URIRef
     NumberOfAmbassadors: URIRef
+    NumberOfContaminatedStates: URIRef
     NumberOfCountries: URIRef
+    NumberOfCountriesWithUse: URIRef
+    NumberOfFormerProducerParties: URIRef
+    NumberOfFormerUsersProducersStockpilersJoined: URIRef
     NumberOfInstrumentsForEntryIntoForce: URIRef
     NumberOfMemberOrganizations: URIRef
+    NumberOfNonMemberStatesWithStocks: URIRef
     NumberOfParties: URIRef
+    NumberOfPartiesThatStockpiled: URIRef
+    NumberOfProducerStates: URIRef
     NumberOfRatifications: URIRef
     NumberOfSignatories: URIRef
     NumberOfSignatoriesNotRatified: URIRef
     NumberOfStaff: URIRef
+    NumberOfStatesThatDestroyedStocks: URIRef
+    NumberOfStatesWithStocksToDestroy: URIRef
     NumberOfStockpilingStates: URIRef
     NumberOfStrategicObjectives: URIRef
+    NumberOfUserStates: URIRef
     Office: URIRef
     OpeningForSignature: URIRef
     OrganizationKind: URIRef
@@ -107,6 +123,7 @@ class CMC(DefinedNamespace):
     ParticipantRole: URIRef
     Primary: URIRef
     PrizeAward: URIRef
+    Producer: URIRef
     ProfessionalOrganization: URIRef
     Protocol: URIRef
     ProvisionalApplication: URIRef
@@ -117,6 +134,7 @@ class CMC(DefinedNamespace):
     ReconciliationScore: URIRef
     Registration: URIRef
     ResearchAndMonitoringProgramme: URIRef
+    RetainedForTraining: URIRef
     ReviewConference: URIRef
     Secondary: URIRef
     Signature: URIRef
@@ -126,14 +144,18 @@ class CMC(DefinedNamespace):
     StaffRole: URIRef
     SteeringCommittee: URIRef
     SteeringCommitteeMemberRole: URIRef
+    StockpileDestroyed: URIRef
+    Stockpiler: URIRef
     StrategicObjective: URIRef
     Succession: URIRef
     Survivor: URIRef
     Tertiary: URIRef
     ThresholdReached: URIRef
+    Transferor: URIRef
     Treaty: URIRef
     TreatyAction: URIRef
     TreatyEvent: URIRef
+    User: URIRef
     WeaponType: URIRef
     WeaponTypes: URIRef
     WikidataLink: URIRef
@@ -179,6 +201,7 @@ class CMC(DefinedNamespace):
     ordinal: URIRef
     partOfProcess: URIRef
     path: URIRef
+    period: URIRef
     place: URIRef
     president: URIRef
     prohibits: URIRef
@@ -186,6 +209,7 @@ class CMC(DefinedNamespace):
     purpose: URIRef
     qualifier: URIRef
     quality: URIRef
+    quantity: URIRef
     quote: URIRef
     readOn: URIRef
     registrationNumber: URIRef
@@ -194,6 +218,8 @@ class CMC(DefinedNamespace):
     rule: URIRef
     setUpBy: URIRef
     sourceKey: URIRef
+    state: URIRef
+    status: URIRef
     survivorOf: URIRef
     towards: URIRef
     treaty: URIRef
@@ -223,6 +249,7 @@ PREFIXES = {
     "link": Namespace(str(ID) + "link/"),
     "m49": Namespace(str(ID) + "m49/"),
     "document": Namespace(str(ID) + "document/"),
+    "status": Namespace(str(ID) + "status/"),
     "id": ID,
     "graph": GRAPH,
     "p": P,

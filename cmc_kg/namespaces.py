@@ -42,13 +42,18 @@ class CMC(DefinedNamespace):
     AntiPersonnelMine: URIRef
     Approval: URIRef
     Around: URIRef
+    AtLeast: URIRef
     Campaign: URIRef
     City: URIRef
     CivilSocietyOrganization: URIRef
     ClusterMunition: URIRef
+    ClusterMunitionStatus: URIRef
+    ClusterMunitionStatusKind: URIRef
+    ClusterMunitionStatuses: URIRef
     Coalition: URIRef
     Conference: URIRef
     ConsentToBeBound: URIRef
+    Contaminated: URIRef
     CoordinatorRole: URIRef
     Country: URIRef
     CuratedDecision: URIRef
@@ -63,6 +68,7 @@ class CMC(DefinedNamespace):
     Exactly: URIRef
     ExplosiveRemnantsOfWar: URIRef
     FaithBasedGroup: URIRef
+    FormerProducer: URIRef
     Founding: URIRef
     FoundingMemberRole: URIRef
     FoundingOrganizationRole: URIRef
@@ -91,16 +97,26 @@ class CMC(DefinedNamespace):
     NationallyBasedOrganization: URIRef
     NumberOfAdoptingStates: URIRef
     NumberOfAmbassadors: URIRef
+    NumberOfContaminatedStates: URIRef
     NumberOfCountries: URIRef
+    NumberOfCountriesWithUse: URIRef
+    NumberOfFormerProducerParties: URIRef
+    NumberOfFormerUsersProducersStockpilersJoined: URIRef
     NumberOfInstrumentsForEntryIntoForce: URIRef
     NumberOfMemberOrganizations: URIRef
+    NumberOfNonMemberStatesWithStocks: URIRef
     NumberOfParties: URIRef
+    NumberOfPartiesThatStockpiled: URIRef
+    NumberOfProducerStates: URIRef
     NumberOfRatifications: URIRef
     NumberOfSignatories: URIRef
     NumberOfSignatoriesNotRatified: URIRef
     NumberOfStaff: URIRef
+    NumberOfStatesThatDestroyedStocks: URIRef
+    NumberOfStatesWithStocksToDestroy: URIRef
     NumberOfStockpilingStates: URIRef
     NumberOfStrategicObjectives: URIRef
+    NumberOfUserStates: URIRef
     Office: URIRef
     OpeningForSignature: URIRef
     OrganizationKind: URIRef
@@ -109,6 +125,7 @@ class CMC(DefinedNamespace):
     Participation: URIRef
     Primary: URIRef
     PrizeAward: URIRef
+    Producer: URIRef
     ProfessionalOrganization: URIRef
     Protocol: URIRef
     ProvisionalApplication: URIRef
@@ -119,6 +136,7 @@ class CMC(DefinedNamespace):
     ReconciliationScore: URIRef
     Registration: URIRef
     ResearchAndMonitoringProgramme: URIRef
+    RetainedForTraining: URIRef
     ReviewConference: URIRef
     Secondary: URIRef
     Signature: URIRef
@@ -128,14 +146,18 @@ class CMC(DefinedNamespace):
     StaffRole: URIRef
     SteeringCommittee: URIRef
     SteeringCommitteeMemberRole: URIRef
+    StockpileDestroyed: URIRef
+    Stockpiler: URIRef
     StrategicObjective: URIRef
     Succession: URIRef
     Survivor: URIRef
     Tertiary: URIRef
     ThresholdReached: URIRef
+    Transferor: URIRef
     Treaty: URIRef
     TreatyAction: URIRef
     TreatyEvent: URIRef
+    User: URIRef
     WeaponType: URIRef
     WeaponTypes: URIRef
     WikidataLink: URIRef
@@ -190,6 +212,7 @@ class CMC(DefinedNamespace):
     partyFrom: URIRef
     partyUntil: URIRef
     path: URIRef
+    period: URIRef
     place: URIRef
     president: URIRef
     prohibits: URIRef
@@ -197,6 +220,7 @@ class CMC(DefinedNamespace):
     purpose: URIRef
     qualifier: URIRef
     quality: URIRef
+    quantity: URIRef
     quote: URIRef
     readOn: URIRef
     registrationNumber: URIRef
@@ -207,6 +231,8 @@ class CMC(DefinedNamespace):
     setUpBy: URIRef
     signedOn: URIRef
     sourceKey: URIRef
+    state: URIRef
+    status: URIRef
     survivorOf: URIRef
     towards: URIRef
     treaty: URIRef
@@ -237,6 +263,7 @@ PREFIXES = {
     "m49": Namespace(str(ID) + "m49/"),
     "document": Namespace(str(ID) + "document/"),
     "participation": Namespace(str(ID) + "participation/"),
+    "status": Namespace(str(ID) + "status/"),
     "id": ID,
     "graph": GRAPH,
     "p": P,

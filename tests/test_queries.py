@@ -49,6 +49,8 @@ def test_every_query_has_title_description_and_a_test():
     regions = (Path(__file__).parent / "test_regions.py").read_text(encoding="utf-8")
     # The diplomatic-process queries (28-31) are tested in tests/test_process.py.
     regions += (Path(__file__).parent / "test_process.py").read_text(encoding="utf-8")
+    # The Monitor cluster-munition record queries (37-40) are tested in tests/test_monitor.py.
+    regions += (Path(__file__).parent / "test_monitor.py").read_text(encoding="utf-8")
     names = set(globals()) | set(re.findall(r"^def (test_q\w+)", regions, re.M))
     tested = {name[len("test_q"):].replace("_", "-") for name in names if name.startswith("test_q")}
     for stem, query in QUERIES.items():

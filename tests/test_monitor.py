@@ -1,0 +1,99 @@
+"""Cluster-munition records from the Landmine and Cluster Munition Monitor (graph/monitor-cmm-*/, graph/monitor-faq-*/)
+and the example queries 37-40. Every hard-coded value names the report's words it comes from (quoted in cmc:quote)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from cmc_kg.namespaces import CMC, PREFIXES
+from cmc_kg.query import example_queries, select
+from cmc_kg.settings import Settings
+
+SETTINGS = Settings()
+QUERIES = {q.path.stem: q for q in example_queries(SETTINGS)}
+ID = str(PREFIXES["id"])
+
+# A measure that counts the states of one status, for the test that compares the states listed with the headline.
+STATUS_OF_MEASURE = {str(CMC.NumberOfContaminatedStates): str(CMC.Contaminated),
+                     str(CMC.NumberOfProducerStates): str(CMC.Producer)}
+
+
+def _run(store, stem):
+    return select(store, QUERIES[stem].text).rows
+
+
+def _statuses(store):
+    return select(store, """SELECT ?s ?state ?status ?asOf ?quote ?src ?key WHERE { GRAPH ?g {
+        ?s a cmc:ClusterMunitionStatus ; cmc:state ?state ; cmc:status ?status ; prov:wasDerivedFrom ?src .
+        OPTIONAL { ?s cmc:asOf ?asOf } OPTIONAL { ?s cmc:quote ?quote } }
+        OPTIONAL { ?src cmc:sourceKey ?key } }""").rows
+
+
+def test_every_status_has_a_quote_a_report_date_and_its_report(store):
+    rows = _statuses(store)
+    assert len(rows) >= 30
+    for r in rows:
+        assert r.get("quote") and r.get("asOf"), r["s"]
+        assert r.get("key", "").startswith("MONITOR-"), r["s"]
+        # the IRI is status:<source-slug>/<ISO3>/<status>, and the source is the report's own graph
+        slug, iso, _ = r["s"][len(ID + "status/"):].split("/")
+        assert r["src"] == ID + "source/" + slug and r["state"] == ID + "country/" + iso
+
+
+def test_status_facts_come_from_at_least_three_reports_of_different_years(store):
+    years = {r["asOf"][:4] for r in _statuses(store)}
+    assert len(years) >= 3, years
+
+
+def test_counts_per_status_per_report_match_the_headline_numbers(store):
+    """Where a report lists the states of a status and gives their number, both agree; no report lists more
+    states of a status than its own headline number."""
+    counts = Counter((r["src"], r["status"]) for r in _statuses(store))
+    claims = select(store, """SELECT ?src ?measure ?value ?qualifier WHERE {
+        ?c a cmc:QuantitativeClaim ; cmc:claimSubject cmc:ClusterMunition ; cmc:measure ?measure ; cmc:value ?value ;
+           cmc:qualifier ?qualifier ; prov:wasDerivedFrom ?src }""").rows
+    checked = 0
+    for c in claims:
+        status = STATUS_OF_MEASURE.get(c["measure"])
+        if status and counts[(c["src"], status)]:
+            assert counts[(c["src"], status)] <= int(c["value"]), c
+            checked += 1
+    assert checked >= 1
+    # Monitor 2017: "As of 1 August 2017, a total of 26 states and three other areas are contaminated" and the
+    # page's list names those 26 states (the three other areas are not states).
+    assert counts[(ID + "source/monitor-cmm-2017-contamination", str(CMC.Contaminated))] == 26
+
+
+def test_q37_status_per_report(store):
+    rows = _run(store, "37-cluster-munition-status-per-report")
+    per = Counter((r["source"], r["status"]) for r in rows)
+    assert per[("MONITOR-CMM-2017-CONTAMINATION", "contaminated")] == 26
+    # Monitor 2021: "destroyed their stocks of cluster munitions, most recently Switzerland in March 2019"
+    assert {(r["stateName"], r.get("date")) for r in rows if r["status"] == "stockpile destroyed"} == {
+        ("Switzerland", "2019-03"), ("France", "2016-06")}      # FAQ 2017: "France completed ... in June 2016"
+    # Monitor 2022: Russia "since 24 February 2022"
+    assert ("Russian Federation", "since 24 February 2022") in {(r["stateName"], r.get("period")) for r in rows if r["status"] == "user"}
+
+
+def test_q38_status_changes_between_two_reports(store):
+    rows = _run(store, "38-cluster-munition-status-changes")
+    # Monitor 2017 lists Ukraine as contaminated; Monitor 2022 records use by the government of Ukraine in 2022
+    assert {(r["stateName"], r["statusA"], r["statusB"]) for r in rows} == {("Ukraine", "contaminated", "user")}
+
+
+def test_q39_producers_that_are_ccm_parties(store):
+    rows = _run(store, "39-producers-that-are-ccm-parties")
+    # Monitor 2011: former producers BiH, Chile, the Netherlands; Monitor 2015: Slovakia, all parties by UNTC
+    assert {r["state"].rsplit("/", 1)[1] for r in rows} == {"BIH", "CHL", "NLD", "SVK"}
+
+
+def test_q40_headline_counts_by_report(store):
+    rows = _run(store, "40-monitor-headline-counts")
+    values = {(r["source"], r["measure"], r["value"]) for r in rows}
+    assert ("MONITOR-CMM-2022-BAN-POLICY", "number of states with stocks outside the treaty", "47") in values
+    assert ("MONITOR-CMM-2017-CONTAMINATION", "number of contaminated states", "26") in values
+    # states parties that destroyed stocks grow over the reports: 23 (2015), 28 (FAQ 2017), 35 (2019), 36 (2021)
+    destroyed = sorted((r["asOf"][:4], int(r["value"])) for r in rows if r["measure"] == "number of states that destroyed their stocks"
+                       and r["subjectName"] == "Convention on Cluster Munitions")
+    assert destroyed == [("2015", 23), ("2017", 28), ("2019", 35), ("2019", 35), ("2021", 36)]
+    assert len({r["source"] for r in rows}) >= 9

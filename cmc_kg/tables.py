@@ -61,6 +61,7 @@ UNTC_FOLDER = "untc-2026-02-03"
 ART17_FOLDER = "untc-2026-02-03-art17"
 ISO_FOLDER = "iso-codes"
 M49_FOLDER = "unsd-m49-2024-06-19"
+OWID_FOLDER = "owid-cr"
 
 
 class TableError(Exception):
@@ -144,6 +145,16 @@ def _countries(reference: Path) -> tuple[_Turtle, dict[str, str], dict[str, str]
         if row["iso_codes_4_15_official_name"]:
             turtle.add(country, CMC.officialName, Literal(row["iso_codes_4_15_official_name"], lang="en"))
     return turtle, names, alpha2
+
+
+def _common_names(reference: Path) -> _Turtle:
+    """The names Our World in Data uses for countries ("Laos", "Russia"), where they differ from the ISO name,
+    as alternative labels: what people type when they look a state up."""
+    turtle = _Turtle()
+    for _, row in _rows(reference / COUNTRIES_FILE):
+        if row["row_kind"] == "iso3166_1" and row["owid_name"] and row["owid_name"] != row["iso_codes_4_15_name"]:
+            turtle.add(COUNTRY[row["iso_alpha3"]], SKOS.altLabel, Literal(row["owid_name"], lang="en"))
+    return turtle
 
 
 # The three levels of M49 areas in reference/m49_regions.csv: (code column, name column, class), broadest first.
@@ -314,6 +325,7 @@ def import_tables(reference: Path, graph_dir: Path) -> dict[Path, int]:
         graph_dir / ART17_FOLDER / "entry-into-force-for-states.ttl": (participants.derived, [
             PARTICIPANT_FILES["ccm"], PARTICIPANT_FILES["mbt"]]),
         graph_dir / M49_FOLDER / "regions.ttl": (_m49(reference, names, alpha2), [M49_FILE]),
+        graph_dir / OWID_FOLDER / "common-names.ttl": (_common_names(reference), [COUNTRIES_FILE]),
     }
     written = {}
     for path, (turtle, tables) in outputs.items():

@@ -295,6 +295,10 @@ def test_q19_search_by_label(store):
     rows = _run(store, "19-search-by-label").rows
     assert rows and all("landmine" in r["label"].lower() for r in rows)
     assert "International Campaign to Ban Landmines" in {r["label"] for r in rows}
+    # common names: the states' ISO names are formal ("Lao People's Democratic Republic")
+    for word, code in (("laos", "LAO"), ("russia", "RUS"), ("syria", "SYR")):
+        text = QUERIES["19-search-by-label"].text.replace('"landmine"', f'"{word}"')
+        assert str(PREFIXES["country"]) + code in {r["entity"] for r in select(store, text).rows}, word
 
 
 def test_q20_conflicting_dates(store):

@@ -558,8 +558,10 @@ def ontology() -> Response:
     if html is None:
         return _not_acceptable()
     if html:
-        return _finish(Response(ontology_html(paths.ontology_file), mimetype="text/html"), "html",
-                       str(paths.ontology_file.stat().st_mtime_ns))
+        # pyLODE writes the page; the site's navigation goes at the top of its body, as on every other page.
+        nav = '<header class="site" style="padding:0.5rem 1rem">' + render_template("_site_nav.html") + "</header>"
+        page = re.sub(r"<body[^>]*>", lambda body: body.group() + nav, ontology_html(paths.ontology_file), count=1)
+        return _finish(Response(page, mimetype="text/html"), "html", str(paths.ontology_file.stat().st_mtime_ns))
     graph = Graph().parse(paths.ontology_file, format="turtle")
     return _finish(rdf_response(graph), _rdf_format().name, str(paths.ontology_file.stat().st_mtime_ns))
 

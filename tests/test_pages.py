@@ -304,3 +304,14 @@ def test_the_jsonld_context_is_published_where_the_readme_says(server):
     context = json.loads(body)["@context"]
     assert context["cmc"] == str(CMC) and context["kgorg"].endswith("/id/org/")
     assert "/context.jsonld" in (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("path", ["/", "/query", "/explore", "/explore/network", "/ontology", "/id/country/FRA",
+                                  "/dumps/"])
+def test_every_page_family_has_the_same_site_navigation(server, path):
+    """Query, explore, ontology, entity and dump pages lead to one another through one navigation."""
+    status, _, body = fetch(server.url + path, headers={"Accept": "text/html"})
+    page = body.decode()
+    assert status == 200 and page.count('class="site-nav"') == 1, path
+    nav = page[page.index('class="site-nav"'):page.index("</nav>", page.index('class="site-nav"'))]
+    assert re.findall(r'href="([^"]+)"', nav) == ["/query", "/explore", "/ontology", "/dumps/", "/.well-known/void"]

@@ -10,8 +10,6 @@ refused by the check; and a SERVICE that is on the allowlist, however it is writ
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import pyoxigraph as ox
@@ -20,37 +18,11 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cmc_kg.safety import QueryError, QueryRefused, check_query, inspect
 
+from test_hostile import Listener
 
-class Listener:
-    """A loopback TCP listener that counts connections."""
 
-    def __init__(self):
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.listen(64)
-        self.socket.settimeout(0.1)
-        self.connections = 0
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.socket.getsockname()[1]}/"
-
-    def _accept(self):
-        while not self._stop.is_set():
-            try:
-                connection, _ = self.socket.accept()
-                self.connections += 1
-                connection.close()
-            except OSError:
-                continue
-
-    def close(self):
-        self._stop.set()
-        self.thread.join(timeout=2)
-        self.socket.close()
+def _base(listener: Listener) -> str:
+    return f"http://127.0.0.1:{listener.port}/"
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +103,9 @@ _SERVICE_STORE = _store()
 @given(data=st.data())
 def test_a_service_oxigraph_would_call_is_refused(listener, data):
     """No allowlist entry matches: whatever way the SERVICE is written, if Oxigraph calls it, the check refused."""
-    text = data.draw(_service_queries(listener.base, allowed=False))
+    text = data.draw(_service_queries(_base(listener), allowed=False))
     try:
-        check_query(text, allowed_services={listener.base + "allowed"})
+        check_query(text, allowed_services={_base(listener) + "allowed"})
         passed = True
     except (QueryRefused, QueryError):
         passed = False
@@ -145,11 +117,11 @@ def test_a_service_oxigraph_would_call_is_refused(listener, data):
 @given(data=st.data())
 def test_an_allowlisted_service_passes_however_it_is_written(listener, data):
     """The check reads the same IRI Oxigraph does: an allowlisted SERVICE that Oxigraph parses is let through."""
-    text = data.draw(_service_queries(listener.base, allowed=True))
+    text = data.draw(_service_queries(_base(listener), allowed=True))
     if _oxigraph_calls(_SERVICE_STORE, listener, text) is None:
         return  # not a query (the generator also writes forms the grammar does not accept)
-    shape = check_query(text, allowed_services={listener.base + "allowed"})
-    assert set(shape.services) == {listener.base + "allowed"}, text
+    shape = check_query(text, allowed_services={_base(listener) + "allowed"})
+    assert set(shape.services) == {_base(listener) + "allowed"}, text
 
 
 _ALLOWED_GRAPH = "http://e/g"
@@ -179,9 +151,9 @@ def _dataset_queries(draw, secret: str, base: str):
 @given(data=st.data())
 def test_a_dataset_oxigraph_would_read_is_refused(listener, data):
     """A graph outside the dataset, named by FROM or FROM NAMED in any form: if Oxigraph reads it, the check refused."""
-    secret = listener.base + "secret"
+    secret = _base(listener) + "secret"
     store = _store({secret: "secret", _ALLOWED_GRAPH: "allowed"})
-    text = data.draw(_dataset_queries(secret, listener.base))
+    text = data.draw(_dataset_queries(secret, _base(listener)))
     try:
         check_query(text, graphs={_ALLOWED_GRAPH})
         passed = True
@@ -208,7 +180,7 @@ def test_a_dataset_oxigraph_would_read_is_refused(listener, data):
     "SELECT * WHERE {{ # c\rSERVICE <{u}> {{ ?s ?p ?o }} }}",
 ])
 def test_red_team_service_forms_are_refused(listener, text):
-    text = text.format(u=listener.base)
+    text = text.format(u=_base(listener))
     with pytest.raises(QueryRefused):
         check_query(text)
 

@@ -173,6 +173,14 @@ def _treaty_or_404(slug: str) -> tuple[Treaty, dict[str, Treaty]]:
     return known[slug], known
 
 
+def _after_the_data(on: date, as_at: date) -> str | None:
+    """Say so when a date lies past the data: acts after the depositary's as-at date are not in the graph."""
+    if on <= as_at:
+        return None
+    return (f"The data stops at {as_at.isoformat()}, the date the depositary's tables were taken; "
+            f"acts between then and {on.isoformat()} are not in the graph.")
+
+
 def _date_arg(name: str, default: date) -> tuple[date, str | None]:
     """The ``?date=`` argument, or the default with a message when it is not a date."""
     given = request.args.get(name, "").strip()
@@ -302,7 +310,7 @@ def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at:
     for marker in markers:
         marker["ty"] = plot_top - 8 - marker["row"] * 16
     end_labels = [{"y": y(last_par), "text": f"{last_par} parties", "kind": "parties"},
-                  {"y": y(last_sig), "text": f"{last_sig} signatories", "kind": "signatories"}]
+                  {"y": y(last_sig), "text": f"{last_sig} have signed", "kind": "signatories"}]
     if abs(end_labels[0]["y"] - end_labels[1]["y"]) < 15:
         upper, lower = sorted(end_labels, key=lambda item: item["y"])
         middle = (upper["y"] + lower["y"]) / 2
@@ -347,6 +355,12 @@ def _chart_events(answer: Sparql, as_at: date) -> tuple[list[dict], list[dict]]:
     return markers, sorted(pending, key=lambda p: (p["notified"], p["name"]))
 
 
+def status_counts(rows: list[dict]) -> dict[str, int]:
+    """States per status, with "parties" (party or in force) as example 12 and every page count them."""
+    counts = {status: sum(1 for r in rows if r["status"] == status) for status in STATUSES}
+    return {**counts, "parties": counts["party"] + counts["in force"]}
+
+
 def _status_rows(answer: Sparql, on: date) -> list[dict]:
     rows = []
     for row in answer.rows:
@@ -366,7 +380,8 @@ def index():
     for treaty in known.values():
         series = _series(series_query(treaty))
         cards.append({"treaty": treaty, "chart": treaty_chart(series, [], treaty.as_at, width=300, height=70,
-                                                              compact=True)})
+                                                              compact=True),
+                      "counts": status_counts(_status_rows(status_query(treaty, treaty.as_at), treaty.as_at))})
     return render_template("explore_index.html", title="Explore", cards=cards, treaties=known,
                            as_at=max((t.as_at for t in known.values()), default=None))
 
@@ -375,17 +390,18 @@ def index():
 def treaty_page(slug: str):
     treaty, known = _treaty_or_404(slug)
     on, problem = _date_arg("date", treaty.as_at)
+    caveat = _after_the_data(on, treaty.as_at)
     series_sparql, events_sparql = series_query(treaty), events_query(treaty)
     markers, pending = _chart_events(events_sparql, treaty.as_at)
     chart = treaty_chart(_series(series_sparql), markers, treaty.as_at)
     status_sparql = status_query(treaty, on)
     rows = _status_rows(status_sparql, on)
-    counts = {status: sum(1 for r in rows if r["status"] == status) for status in STATUSES}
+    counts = status_counts(rows)
     has_entry_into_force = any(r["inForce"]["value"] for r in rows)
     others = [t for t in known.values() if t.slug != slug]
     return render_template("explore_treaty.html", title=treaty.name, treaty=treaty, treaties=known, on=on,
                            problem=problem, chart=chart, pending=pending, series=_series(series_sparql),
-                           rows=rows, counts=counts, statuses=STATUSES, others=others,
+                           rows=rows, counts=counts, statuses=STATUSES, others=others, caveat=caveat,
                            has_entry_into_force=has_entry_into_force, chart_sparql=series_sparql,
                            events_sparql=events_sparql, status_sparql=status_sparql)
 
@@ -400,6 +416,7 @@ def compare():
         abort(404)
     first, second = known[a], known[b]
     on, problem = _date_arg("date", min(first.as_at, second.as_at))
+    caveat = _after_the_data(on, min(first.as_at, second.as_at))
     if a == b:
         problem = (problem + " " if problem else "") + "Pick two different treaties."
     answer = run("parties-of-one-not-the-other", [(("partyTo", "notPartyTo", "onDate"), [
@@ -413,7 +430,7 @@ def compare():
         sides.append({"one": one, "other": other, "states": states, "parties": parties})
     both = sides[0]["parties"] - len(sides[0]["states"]) if a != b else sides[0]["parties"]
     return render_template("explore_compare.html", title="Compare treaties", treaties=known, a=first, b=second,
-                           on=on, problem=problem, sides=sides, both=both, sparql=answer)
+                           on=on, problem=problem, caveat=caveat, sides=sides, both=both, sparql=answer)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -174,7 +174,7 @@ def test_set_values_rewrites_only_the_named_block():
 # The pages
 # --------------------------------------------------------------------------------------------------
 
-def test_index_links_every_picture(session, server):
+def test_index_links_every_picture(session, server, store):
     session.open("/explore")
     hrefs = session.page.eval_on_selector_all(".cards a", "as => as.map(a => a.getAttribute('href'))")
     assert {"/explore/treaty/ccm", "/explore/treaty/mbt", "/explore/treaty/ccw", "/explore/compare",
@@ -183,6 +183,14 @@ def test_index_links_every_picture(session, server):
                for slug in ("ccm", "mbt", "ccw")}
     assert parties == {slug: len(_parties(REFERENCE[slug], AS_AT)) for slug in REFERENCE}
     assert parties == {"ccm": 112, "mbt": 162, "ccw": 128}
+    # the card says what the treaty page and example 12 say, in the same words
+    counts = {r["treaty"]: r for r in select(store, EXAMPLES["12-treaty-status-counts"].text).rows}
+    for slug in ("ccm", "mbt", "ccw"):
+        card = session.page.locator(f".card:has(#spark-{slug}) .numbers")
+        example = counts[str(ID[f"treaty/{slug}"])]
+        assert int(card.locator("[data-count='parties']").text_content()) == int(example["parties"])
+        assert int(card.locator("[data-count='signed']").text_content()) == int(example["signatoriesNotParties"])
+        assert "signatories not yet parties" in card.text_content()
     session.shot("index")
 
 
@@ -303,6 +311,14 @@ def test_date_picker_and_sorting(session):
     dated = [c for c in consented if c]
     assert dated == sorted(dated) and consented == dated + [""] * (len(consented) - len(dated))
     session.shot("ccm-sorted")
+
+
+def test_a_date_after_the_data_says_where_the_data_stops(session):
+    for path in ("/explore/treaty/ccm?date=2030-01-01", "/explore/compare?a=ccm&b=mbt&date=2030-01-01"):
+        session.open(path)
+        assert f"The data stops at {AS_AT}" in session.page.locator(".caveat").text_content()
+    session.open(f"/explore/treaty/ccm?date={AS_AT}")
+    assert session.page.locator(".caveat").count() == 0
 
 
 def test_a_bad_date_is_explained_and_an_unknown_treaty_is_404(session, server):

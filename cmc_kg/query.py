@@ -2,7 +2,7 @@
 
 The dataset a query sees: the default graph is the union of every named graph (ontology,
 sources, each source's facts and the inferred triples); `GRAPH ?g` tells them apart.
-With ``asserted_only`` the inferred graph is left out of the default graph.
+With ``asserted_only`` the default graph is the merge of every graph but the inferred one.
 Every query may use the project's prefixes without declaring them; ``id:`` is the base of the
 graph's entity IRIs, so ``STRSTARTS(STR(?x), STR(id:))`` picks out the entities the graph mints.
 """
@@ -16,10 +16,11 @@ import pyoxigraph as ox
 
 from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions, write_triples
 from .namespaces import INFERRED_GRAPH, PREFIXES
-from .safety import QueryError, declares_dataset
+from . import safety
+from .safety import QueryError
 from .settings import Settings
 
-__all__ = ["PREFIX_MAP", "QueryError", "dataset_options", "load_store", "merge_default_graph", "default_graph_size", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
+__all__ = ["PREFIX_MAP", "QueryError", "dataset_options", "load_store", "asserted_view", "merge_default_graph", "default_graph_size", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
            "ExampleQuery"]
 
 PREFIX_MAP = {prefix: str(ns) for prefix, ns in PREFIXES.items()}
@@ -46,6 +47,18 @@ def load_store(dump_file) -> ox.Store:
     return merge_default_graph(store)
 
 
+def asserted_view(store: ox.Store) -> ox.Store:
+    """A copy of the store without the inferred graph, its default graph the merge of what is left.
+
+    A list of graphs as Oxigraph's default graph repeats a triple once per graph that holds it, so the
+    asserted default graph is merged as load_store merges the full one (about 0.2 s for this graph).
+    """
+    view = ox.Store()
+    view.extend(quad for quad in store.quads_for_pattern(None, None, None, None)
+                if isinstance(quad.graph_name, ox.NamedNode) and quad.graph_name.value != str(INFERRED_GRAPH))
+    return merge_default_graph(view)
+
+
 def merge_default_graph(store: ox.Store) -> ox.Store:
     """Fill the default graph with the set of all triples of all named graphs."""
     store.update("INSERT { ?s ?p ?o } WHERE { GRAPH ?g { ?s ?p ?o } }")
@@ -64,20 +77,16 @@ def default_graph_size(store: ox.Store) -> int:
     return int(next(iter(store.query("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")))["n"].value)
 
 
-def dataset_options(store: ox.Store, text: str, asserted_only: bool = False,
-                    default_graphs: tuple[str, ...] | None = None,
-                    named_graphs: tuple[str, ...] | None = None, declares: bool | None = None) -> dict:
+def dataset_options(default_graphs: tuple[str, ...] | None = None,
+                    named_graphs: tuple[str, ...] | None = None) -> dict:
     """The dataset a query sees, as Oxigraph options.
 
     Explicit graphs (the protocol's default-graph-uri and named-graph-uri) win over the query's FROM and
-    FROM NAMED; with neither, the default graph is the merge of all graphs made by :func:`load_store`, or,
-    when ``asserted_only``, all graphs but the inferred one (where a triple from two sources comes twice).
+    FROM NAMED; with neither, the default graph is the merge of all graphs made by :func:`load_store`.
     """
     options: dict = {}
     if default_graphs is not None:
         options["default_graph"] = [ox.NamedNode(g) for g in default_graphs]
-    elif asserted_only and not (declares_dataset(text) if declares is None else declares):
-        options["default_graph"] = [g for g in store.named_graphs() if g.value != str(INFERRED_GRAPH)]
     if named_graphs is not None:
         options["named_graphs"] = [ox.NamedNode(g) for g in named_graphs]
     return options
@@ -87,11 +96,14 @@ def run_query(store: ox.Store, text: str, asserted_only: bool = False, declares_
               **graphs):
     """Evaluate a query; raise QueryError with the parser's message if it is malformed.
 
+    ``asserted_only``: over :func:`asserted_view`, unless the query or the caller names its dataset.
     ``declares_dataset``: whether the query has FROM or FROM NAMED, when the caller already knows.
     """
+    if asserted_only and graphs.get("default_graphs") is None and not (
+            safety.declares_dataset(text) if declares_dataset is None else declares_dataset):
+        store = asserted_view(store)
     try:
-        return store.query(text, prefixes=PREFIX_MAP,
-                           **dataset_options(store, text, asserted_only, declares=declares_dataset, **graphs))
+        return store.query(text, prefixes=PREFIX_MAP, **dataset_options(**graphs))
     except SyntaxError as error:
         raise QueryError(str(error)) from None
 

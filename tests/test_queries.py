@@ -241,6 +241,13 @@ def test_q13_cmc_members_from_seeds(store):
     assert "founding member" in rows["Mines Action Canada"]["roles"]
     assert "steering committee member" in rows["Mines Action Canada"]["roles"]
     assert set(rows["Human Rights Watch"]["sources"].split("; ")) >= {"SEED-000", "SEED-001", "SEED-002"}
+    # member organizations apart from campaigns and individuals, with or without the inferred triples
+    for asserted_only in (False, True):
+        kinds = {r["name"]: r["memberKind"] for r in select(store, QUERIES["13-cmc-members"].text, asserted_only).rows}
+        assert kinds["Human Rights Watch"] == kinds["Mines Action Canada"] == "member organization"
+        assert kinds["International Campaign to Ban Landmines"] == "campaign"
+        assert kinds["Branislav Kapetanovic"] == "individual"
+        assert set(kinds.values()) == {"member organization", "campaign", "individual"}
 
 
 def test_q14_icbl_cmc_structure(store):

@@ -11,11 +11,14 @@ permalink) shows that query and runs it at once; without one the editor holds th
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, render_template, request, url_for
 
 from cmc_kg.namespaces import ID
 from cmc_kg.query import PREFIX_MAP, example_queries
 
+from .explore import Unavailable, run
 from .state import State
 
 __all__ = ["bp", "query_page"]
@@ -37,6 +40,27 @@ def _without_header(text: str) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
+def entity_prefixes() -> list[dict[str, str]]:
+    """Each prefix of the graph's own entities with its most described entity, for the "IRIs in this graph"
+    help: a newcomer who writes org:cmc (W3C ORG's namespace) instead of kgorg:cmc gets no rows and no error."""
+    kinds = sorted(((prefix, namespace) for prefix, namespace in PREFIX_MAP.items()
+                    if namespace.startswith(str(ID)) and namespace != str(ID)), key=lambda item: item[0])
+    try:
+        rows = run("entity-examples").rows
+    except Unavailable:
+        rows = []
+    help_rows = []
+    for prefix, namespace in kinds:
+        example = next((r for r in rows if r["entity"].startswith(namespace)
+                        and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_/-]*", r["entity"][len(namespace):])), None)
+        local = example["entity"][len(namespace):].replace("/", "\\/") if example else ""
+        help_rows.append({"prefix": prefix, "namespace": namespace,
+                          "example": f"{prefix}:{local}" if example else "",
+                          "label": example.get("label", "") if example else "",
+                          "path": "/id/" + example["entity"][len(str(ID)):] if example else ""})
+    return help_rows
+
+
 @bp.get("/")
 @bp.get("/query")
 def query_page() -> Response:
@@ -56,7 +80,7 @@ def query_page() -> Response:
     }
     text = given if given else (examples[0]["text"] if examples else "SELECT * WHERE { ?s ?p ?o } LIMIT 10\n")
     html = render_template("query.html", settings=settings, examples=examples, text=text,
-                           prefixes=settings["prefixes"])
+                           prefixes=settings["prefixes"], entity_prefixes=entity_prefixes())
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"

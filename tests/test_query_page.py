@@ -196,3 +196,50 @@ def test_sparql_without_a_query_is_the_page_in_a_browser(session):
     expect(session.page.locator("#query")).to_be_visible()
     session.run(TWO_CODES)
     expect(session.page.locator("#results tbody tr")).to_have_count(2)
+
+
+def test_cells_show_plain_values_and_datatypes_on_request(session):
+    from playwright.sync_api import expect
+
+    session.open("/query")
+    session.run('SELECT ?n ?name WHERE { country:NOR rdfs:label ?name BIND (1 + 1 AS ?n) } LIMIT 1')
+    assert _cells(session.page) == [["2", "Norway"]]
+    number, name = session.page.locator("#results tbody .literal").all()
+    assert number.get_attribute("title") == "datatype: xsd:integer"
+    assert name.get_attribute("title").startswith("language tag: en")
+    session.page.check("#show-types")
+    expect(session.page.locator("#results .datatype")).to_be_visible()
+    assert _cells(session.page)[0][0].replace("\n", "").replace(" ", "") == "2^^xsd:integer"
+
+
+def test_iri_help_names_each_entity_prefix_with_a_working_example(session):
+    from cmc_kg.namespaces import ID, PREFIXES
+
+    session.open("/query")
+    session.page.click("#iris-help summary")
+    rows = session.page.eval_on_selector_all("#iris-help tbody tr", """rs => rs.map(r => ({
+        prefix: r.dataset.prefix, example: r.querySelector('td code')?.textContent || '',
+        href: r.querySelector('td a')?.getAttribute('href') || ''}))""")
+    entity_prefixes = {p for p, ns in PREFIXES.items() if str(ns).startswith(str(ID)) and str(ns) != str(ID)}
+    assert {r["prefix"] for r in rows} == entity_prefixes
+    by_prefix = {r["prefix"]: r for r in rows}
+    assert by_prefix["kgorg"]["example"] == "kgorg:cmc"
+    assert "kgorg:cmc" in session.page.inner_text("#iris-help") and "not org:cmc" in session.page.inner_text("#iris-help")
+    for row in rows:
+        if row["example"]:
+            assert row["example"].startswith(row["prefix"] + ":")
+            with urllib.request.urlopen(urllib.parse.urljoin(session.base, row["href"]), timeout=30) as page:
+                assert page.status == 200
+            # the example as written in a query names an entity of the graph
+            session.run(f"ASK {{ {row['example']} ?p ?o }}")
+            assert session.page.inner_text("#results .boolean") == "true", row
+
+
+def test_the_most_specific_type_filter_in_the_help_gives_one_type(session, store):
+    from cmc_kg.query import select
+
+    session.open("/query")
+    snippet = session.page.text_content("#most-specific-type")
+    rows = select(store, f"SELECT ?x ?type WHERE {{ VALUES ?x {{ action:ccm\\/NOR\\/ratification kgorg:cmc }} "
+                         f"?x a ?type {snippet} }}").rows
+    assert sorted(r["type"].rsplit("#", 1)[-1] for r in rows) == ["Coalition", "Ratification"]

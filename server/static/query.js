@@ -14,6 +14,10 @@
   // Longest namespaces first, so that country: wins over id: for a country's IRI.
   const prefixes = Object.entries(settings.prefixes).sort((a, b) => b[1].length - a[1].length);
   let latest = 0; // the number of the latest run; answers to older runs are dropped
+  const showTypes = $("show-types");
+  const showOrHideTypes = () => results.classList.toggle("show-types", showTypes.checked);
+  showTypes.addEventListener("change", showOrHideTypes);
+  showOrHideTypes();
 
   function el(tag, attributes = {}, ...children) {
     const node = document.createElement(tag);
@@ -58,12 +62,16 @@
       return el("span", { class: "triple" }, "<< ", termNode(t.subject), " ", termNode(t.predicate), " ",
                 termNode(t.object), " >>");
     }
-    // A literal (type "literal", or "typed-literal" in older answers).
+    // A literal (type "literal", or "typed-literal" in older answers): its plain value, with its language
+    // tag or datatype on hover, and shown beside it only when "Show datatypes" is ticked.
     const node = el("span", { class: "literal" }, term.value);
     if (term["xml:lang"]) {
-      node.append(el("span", { class: "lang", title: "language tag" }, `@${term["xml:lang"]}`));
+      node.title = `language tag: ${term["xml:lang"]}`;
+      node.append(el("span", { class: "lang" }, `@${term["xml:lang"]}`));
     } else if (term.datatype) {
-      node.append(el("span", { class: "datatype", title: term.datatype }, `^^${compact(term.datatype) || term.datatype}`));
+      const name = compact(term.datatype) || term.datatype;
+      node.title = `datatype: ${name}`;
+      node.append(el("span", { class: "datatype" }, `^^${name}`));
     }
     return node;
   }

@@ -221,8 +221,8 @@ def _setting_help(name: str) -> str:
 @build_dir_option
 def serve_command(config_file, **flags):
     """Serve the latest build: SPARQL endpoint, query page and entity pages (building first if there is none)."""
-    from server import create_app
-    from server.connections import serve
+    from .server import create_app
+    from .server.connections import serve
 
     from .settings import ServerConfig
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cmc_kg.settings import ServerConfig
-from server.admission import Admission, TooManyQueries, client_key
+from cmc_kg.server.admission import Admission, TooManyQueries, client_key
 
 from conftest import start_server, stop_server
 
@@ -322,7 +322,7 @@ def test_queue_depth_warnings_become_one_summary_line_per_interval():
     """Under load waitress warned once per waiting request (5,879 lines in a 60 s soak); now one line per interval."""
     import logging
 
-    from server.connections import QueueDepthSummary
+    from cmc_kg.server.connections import QueueDepthSummary
 
     now = [0.0]
     summary = QueueDepthSummary(interval=10.0, clock=lambda: now[0])

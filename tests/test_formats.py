@@ -414,7 +414,7 @@ class InProcessEngine:
 def test_a_refusal_raised_in_the_server_process_is_406_on_sparql_and_on_pages():
     from cmc_kg.namespaces import GRAPH, ID
     from cmc_kg.settings import ServerConfig
-    from server import create_app
+    from cmc_kg.server import create_app
 
     store = ox.Store()
     for graph in (ox.NamedNode(str(GRAPH) + "g"), ox.DefaultGraph()):  # load_store merges into the default graph

@@ -23,7 +23,7 @@ class Paths:
 
     def __post_init__(self):
         if self.build_dir is None:
-            object.__setattr__(self, "build_dir", default_build_dir(self.root))
+            object.__setattr__(self, "build_dir", _user_build_dir() if self.installed else self.root / "build")
 
     @property
     def installed(self) -> bool:
@@ -69,11 +69,9 @@ def default_root() -> Path:
     return REPO_ROOT if (REPO_ROOT / "ontology" / "cmc.ttl").is_file() else INSTALLED_ROOT
 
 
-def default_build_dir(root: Path) -> Path:
-    """build/ in a checkout. The installed data is the same from every folder and its folder may be read-only,
-    so its build is one per user and version, in the user's data folder, wherever the command runs."""
-    if root.resolve() != INSTALLED_ROOT:
-        return root / "build"
+def _user_build_dir() -> Path:
+    """The build of the installed data: that data is the same from every folder and may be read-only, so its
+    build is one per user and version, in the user's data folder, found wherever a command runs."""
     from . import __version__
 
     data_home = os.environ.get("XDG_DATA_HOME") or (

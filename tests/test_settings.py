@@ -90,6 +90,8 @@ def test_every_setting_is_documented_in_readme_and_is_a_flag_of_its_commands():
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     runner = CliRunner()
     commands = dict(_commands(main))
+    named = {name for setting in fields(Settings) for name in setting.metadata["commands"] or ()}
+    assert named <= set(commands), named - set(commands)
     for setting in fields(Settings):
         assert f"`{setting.name}`" in readme and f"{ENV_PREFIX}{setting.name.upper()}" in readme, setting.name
     for name, command in commands.items():

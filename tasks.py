@@ -1,6 +1,7 @@
 """Set up and run cmc-kg with nothing but Python 3.11 and pip: `python3 tasks.py serve` or `python3 tasks.py test`.
 
-Both create .venv/ and install the project into it first (skipped when pyproject.toml has not changed);
+Both create .venv/ and install the project into it first, at the versions of constraints.txt (skipped when
+neither pyproject.toml nor constraints.txt has changed);
 `test` also installs the Debian packages the tests drive (Chromium, roqet, Java) when they are missing.
 """
 
@@ -15,6 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+# Exact versions of every dependency: the inferences and dumps are then byte-identical on every fresh install.
+CONSTRAINTS = "constraints.txt"
 
 
 def setup() -> None:
@@ -22,11 +25,12 @@ def setup() -> None:
         print("creating .venv", file=sys.stderr)
         venv.create(VENV, with_pip=True)
     stamp = VENV / ".cmc-kg-installed"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (ROOT / CONSTRAINTS).read_bytes()).hexdigest()
     if not stamp.exists() or stamp.read_text() != wanted:
         print("installing cmc-kg and its dependencies into .venv", file=sys.stderr)
-        subprocess.run([str(BIN / "python"), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
-        subprocess.run([str(BIN / "python"), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]"], check=True)
+        pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "-c", str(ROOT / CONSTRAINTS)]
+        subprocess.run([*pip, "pip"], check=True)
+        subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
         stamp.write_text(wanted)
 
 

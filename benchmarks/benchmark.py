@@ -46,7 +46,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from cmc_kg.namespaces import GRAPH, ID, INFERRED_GRAPH, ONTOLOGY_GRAPH, PREFIXES, SOURCES_GRAPH  # noqa: E402
 from cmc_kg.query import example_queries  # noqa: E402
-from cmc_kg.settings import Settings  # noqa: E402
+from cmc_kg.settings import Paths  # noqa: E402
 
 MIX_DIR = Path(__file__).resolve().parent / "queries"
 HOST = "127.0.0.1"
@@ -139,7 +139,7 @@ def generate_graph(build_dir: Path, target_triples: int = 100_000, seed: int = 2
         return ox.Literal(value, language="en")
 
     # The ontology, as the build puts it in its own graph.
-    ontology_file = Settings().ontology_file
+    ontology_file = Paths().ontology_file
     for triple in ox.parse(path=str(ontology_file), format=ox.RdfFormat.TURTLE):
         add(triple.subject, triple.predicate, triple.object, ontology)
     supertypes = {
@@ -560,7 +560,7 @@ def report(result: GraphResult, concurrencies: list[int], cache_modes: list[str]
 
 def real_build(build_dir: Path | None, say=print) -> Path:
     """The real build to serve: --build-dir, else build/ in the checkout (built first when missing)."""
-    settings = Settings(build_dir=build_dir) if build_dir else Settings()
+    settings = Paths(build_dir=build_dir) if build_dir else Paths()
     if not settings.dump_file.exists():
         from cmc_kg.build import build
 

@@ -40,7 +40,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from cmc_kg.query import example_queries  # noqa: E402
-from cmc_kg.settings import Settings  # noqa: E402
+from cmc_kg.settings import Paths  # noqa: E402
 
 HOST = "127.0.0.1"
 MAX_REQUESTS_PER_CLIENT = 1_000_000
@@ -129,7 +129,7 @@ class MemorySampler:
 
 def query_mix(seed: int = 1):
     """A function giving the next query: example queries and generated, nearly always different lookups."""
-    examples = [q.text for q in example_queries(Settings())]
+    examples = [q.text for q in example_queries(Paths())]
     rng = random.Random(seed)
     lock = threading.Lock()
 

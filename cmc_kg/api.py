@@ -13,24 +13,24 @@ from rdflib import Dataset
 
 from .namespaces import INFERRED_GRAPH, bind_prefixes
 from .query import load_store, select
-from .settings import Settings
+from .settings import Paths
 
 __all__ = ["load_dataset", "query"]
 
 
-def load_dataset(settings: Settings | None = None, inferred: bool = True) -> Dataset:
+def load_dataset(paths: Paths | None = None, inferred: bool = True) -> Dataset:
     """The latest build as an rdflib Dataset: one named graph per source, plus the ontology and inferences.
 
-    :param settings: which checkout and build folder (default: this checkout's build/).
+    :param paths: which checkout and build folder (default: this checkout's build/).
     :param inferred: include the graph of OWL 2 RL inferences.
     :returns: a Dataset whose named graphs are the build's; its default graph is empty.
     :raises FileNotFoundError: when there is no build yet (run ``cmc-kg build``).
     """
-    settings = settings or Settings()
-    if not settings.dump_file.exists():
-        raise FileNotFoundError(f"{settings.dump_file} does not exist: run `cmc-kg build` first")
+    paths = paths or Paths()
+    if not paths.dump_file.exists():
+        raise FileNotFoundError(f"{paths.dump_file} does not exist: run `cmc-kg build` first")
     dataset = bind_prefixes(Dataset())
-    dataset.parse(settings.dump_file, format="nquads")
+    dataset.parse(paths.dump_file, format="nquads")
     if not inferred:
         dataset.remove_graph(dataset.graph(INFERRED_GRAPH))
     return dataset
@@ -41,19 +41,19 @@ def _store(dump_file: str, modified: float) -> ox.Store:
     return load_store(dump_file)
 
 
-def query(text: str, settings: Settings | None = None, asserted_only: bool = False) -> list[dict[str, str]]:
+def query(text: str, paths: Paths | None = None, asserted_only: bool = False) -> list[dict[str, str]]:
     """Run a SPARQL SELECT over the latest build and return its rows as dicts of plain strings.
 
     The project's prefixes are predefined; unbound variables are left out of a row. For pandas:
     ``pandas.DataFrame(query(text))``.
 
     :param text: a SELECT query.
-    :param settings: which build to query (default: this checkout's).
+    :param paths: which build to query (default: this checkout's).
     :param asserted_only: leave the inferred triples out of the default graph.
     :raises cmc_kg.query.QueryError: with the parser's message when the query is malformed.
     """
-    settings = settings or Settings()
-    if not settings.dump_file.exists():
-        raise FileNotFoundError(f"{settings.dump_file} does not exist: run `cmc-kg build` first")
-    store = _store(str(settings.dump_file), settings.dump_file.stat().st_mtime)
+    paths = paths or Paths()
+    if not paths.dump_file.exists():
+        raise FileNotFoundError(f"{paths.dump_file} does not exist: run `cmc-kg build` first")
+    store = _store(str(paths.dump_file), paths.dump_file.stat().st_mtime)
     return select(store, text, asserted_only).rows

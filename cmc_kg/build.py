@@ -1,6 +1,6 @@
 """Build the knowledge graph: parse, validate with SHACL, reason with OWL 2 RL, check, write atomically.
 
-The pipeline is a plain function over Settings; the command line only reports its progress.
+The pipeline is a plain function over Paths; the command line only reports its progress.
 Nothing is written unless every step passes, so a failing build leaves the last good output served.
 """
 
@@ -25,7 +25,7 @@ from rdflib.compare import to_canonical_graph
 from .namespaces import (CMC, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY_GRAPH, OWL, PROV, RDF, RDFS, SOURCES_GRAPH, XSD,
                          bind_prefixes)
 from .query import QueryError, merge_default_graph, select
-from .settings import Settings
+from .settings import Paths
 from .validate import load_shapes, validate_shapes
 
 __all__ = ["BuildError", "BuildReport", "build", "load_sources", "source_slug", "run_checks"]
@@ -130,20 +130,20 @@ def _parse_turtle(path: Path) -> Graph:
     return renamed
 
 
-def load_sources(settings: Settings, progress: Progress = lambda _: None) -> Dataset:
+def load_sources(paths: Paths, progress: Progress = lambda _: None) -> Dataset:
     """Parse the ontology, the source registry and every source folder into one named graph each."""
     dataset = bind_prefixes(Dataset())
-    files = [(ONTOLOGY_GRAPH, settings.ontology_file), (SOURCES_GRAPH, settings.graph_dir / "sources.ttl")]
-    for folder in sorted(p for p in settings.graph_dir.iterdir() if p.is_dir()):
+    files = [(ONTOLOGY_GRAPH, paths.ontology_file), (SOURCES_GRAPH, paths.graph_dir / "sources.ttl")]
+    for folder in sorted(p for p in paths.graph_dir.iterdir() if p.is_dir()):
         _refuse_other_formats(folder)
         turtle = sorted(folder.glob("*.ttl"))
         files += [(GRAPH[folder.name], f) for f in turtle]
     for name, path in files:
-        progress(f"parse {path.relative_to(settings.root) if path.is_relative_to(settings.root) else path}")
+        progress(f"parse {path.relative_to(paths.root) if path.is_relative_to(paths.root) else path}")
         target = dataset.graph(name)
         for triple in _parse_turtle(path):
             target.add(triple)
-    _link_graphs_to_sources(dataset, settings)
+    _link_graphs_to_sources(dataset, paths)
     return dataset
 
 
@@ -157,11 +157,11 @@ def _refuse_other_formats(folder: Path) -> None:
                              f"it out of graph/.{xml}")
 
 
-def _link_graphs_to_sources(dataset: Dataset, settings: Settings) -> None:
+def _link_graphs_to_sources(dataset: Dataset, paths: Paths) -> None:
     """Each source folder's graph is derived from the source registered under the same slug."""
     registry = dataset.graph(SOURCES_GRAPH)
     registered = {source_slug(str(key)): source for source, key in registry.subject_objects(CMC.sourceKey)}
-    for folder in sorted(p for p in settings.graph_dir.iterdir() if p.is_dir() and any(p.glob("*.ttl"))):
+    for folder in sorted(p for p in paths.graph_dir.iterdir() if p.is_dir() and any(p.glob("*.ttl"))):
         source = registered.get(folder.name)
         if source is None:
             raise BuildError(f"{folder}: no source in graph/sources.ttl has a cmc:sourceKey whose slug is "
@@ -180,9 +180,9 @@ def _asserted_union(dataset: Dataset, include_ontology: bool) -> Graph:
     return union
 
 
-def _shacl(dataset: Dataset, settings: Settings) -> None:
+def _shacl(dataset: Dataset, paths: Paths) -> None:
     violations = validate_shapes(_asserted_union(dataset, include_ontology=False),
-                                 load_shapes(settings.shapes_dir), dataset.graph(ONTOLOGY_GRAPH))
+                                 load_shapes(paths.shapes_dir), dataset.graph(ONTOLOGY_GRAPH))
     if violations:
         shown = "\n  ".join(str(v) for v in violations[:50])
         more = f"\n  … and {len(violations) - 50} more" if len(violations) > 50 else ""
@@ -249,7 +249,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def build(settings: Settings = Settings(), progress: Progress = lambda _: None, write: bool = True) -> BuildReport:
+def build(paths: Paths = Paths(), progress: Progress = lambda _: None, write: bool = True) -> BuildReport:
     """Run the whole pipeline; raise BuildError (and write nothing) at the first failing step."""
     report = BuildReport()
     started = time.perf_counter()
@@ -261,10 +261,10 @@ def build(settings: Settings = Settings(), progress: Progress = lambda _: None, 
         started = now
 
     progress("parse ontology and graph/")
-    dataset = load_sources(settings, progress)
+    dataset = load_sources(paths, progress)
     step("parse")
     progress("validate with SHACL shapes")
-    _shacl(dataset, settings)
+    _shacl(dataset, paths)
     step("shacl")
     progress("reason (OWL 2 RL, owlrl)")
     inferred = _reason(dataset)
@@ -275,11 +275,11 @@ def build(settings: Settings = Settings(), progress: Progress = lambda _: None, 
     progress("run consistency checks")
     store = _oxigraph_store(dataset)
     dump = _canonical_nquads(store)
-    failures = run_checks(merge_default_graph(store), settings.checks_dir)
+    failures = run_checks(merge_default_graph(store), paths.checks_dir)
     if failures:
         lines = []
         for name, rows in failures.items():
-            lines.append(f"{settings.checks_dir / name}: {len(rows)} row(s), the check must return none:")
+            lines.append(f"{paths.checks_dir / name}: {len(rows)} row(s), the check must return none:")
             lines += [f"    {row}" for row in rows[:10]]
         raise BuildError("consistency checks failed:\n" + "\n".join(lines))
     step("checks")
@@ -292,10 +292,10 @@ def build(settings: Settings = Settings(), progress: Progress = lambda _: None, 
     report.entities_per_class = dict(sorted(Counter(
         str(o) for s, o in union.subject_objects(RDF.type) if str(s).startswith(str(ID))).items()))
     if write:
-        progress(f"write {settings.dump_file}")
+        progress(f"write {paths.dump_file}")
         report.dump_sha256 = hashlib.sha256(dump).hexdigest()
-        report.dump_file = str(settings.dump_file)
-        _write_atomically(settings.dump_file, dump)
+        report.dump_file = str(paths.dump_file)
+        _write_atomically(paths.dump_file, dump)
         step("write")
-        _write_atomically(settings.report_file, report.to_json().encode("utf-8"))
+        _write_atomically(paths.report_file, report.to_json().encode("utf-8"))
     return report

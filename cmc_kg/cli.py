@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import click
 
 from .export import EXPORT_FORMATS
-from .settings import Settings
+from .settings import Paths, command_options
 
 __all__ = ["main"]
 
@@ -23,12 +22,12 @@ def _progress(message: str) -> None:
 _STARTED = time.perf_counter()
 
 
-def _settings(build_dir: str | None) -> Settings:
-    return Settings(build_dir=Path(build_dir)) if build_dir else Settings()
-
-
-build_dir_option = click.option("--build-dir", type=click.Path(file_okay=False), default=None,
-                                help="Where the build output lives (default: build/ in the checkout).")
+def checkout(paths: Paths, command: str) -> Paths:
+    """The paths of a command that rewrites files of graph/, which the copy installed with cmc-kg must not get."""
+    if paths.installed:
+        raise click.ClickException(f"`cmc-kg {command}` rewrites files of graph/; the data installed with cmc-kg is "
+                                   f"not a checkout: point --root (or CMC_KG_ROOT) at a checkout of cmc-kg")
+    return paths
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,23 +35,23 @@ def main():
     """cmc-kg: build, query and serve the Cluster Munition Coalition knowledge graph."""
 
 
-def _run_build(settings: Settings, write: bool):
+def _run_build(paths: Paths, write: bool):
     from .build import BuildError, build
 
     try:
-        return build(settings, progress=_progress, write=write)
+        return build(paths, progress=_progress, write=write)
     except BuildError as error:
         click.echo(f"build failed: {error}", err=True)
-        if write and settings.dump_file.exists():
-            click.echo(f"the last good build is unchanged: {settings.dump_file}", err=True)
+        if write and paths.dump_file.exists():
+            click.echo(f"the last good build is unchanged: {paths.dump_file}", err=True)
         sys.exit(1)
 
 
 @main.command("build")
-@build_dir_option
-def build_command(build_dir):
+@command_options("build")
+def build_command(settings):
     """Parse, validate (SHACL), reason (OWL 2 RL), check and write build/cmc-kg.nq atomically."""
-    report = _run_build(_settings(build_dir), write=True)
+    report = _run_build(settings.paths(), write=True)
     click.echo(f"built {report.dump_file}: {report.asserted_triples} asserted + {report.inferred_triples} inferred "
                f"triples over the named graphs, {report.distinct_triples} distinct in the merged default graph "
                f"(a fact from two sources counts once there) in {sum(report.seconds_per_step.values()):.1f}s "
@@ -60,9 +59,10 @@ def build_command(build_dir):
 
 
 @main.command("validate")
-def validate_command():
+@command_options("validate")
+def validate_command(settings):
     """Run every build step except writing: parse, SHACL shapes, reasoning, consistency checks."""
-    report = _run_build(Settings(), write=False)
+    report = _run_build(settings.paths(), write=False)
     click.echo(f"valid: {report.asserted_triples} asserted triples, {report.inferred_triples} inferred, "
                f"all shapes and checks pass")
 
@@ -73,8 +73,8 @@ def validate_command():
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "tsv", "json", "xml"]), default="table",
               show_default=True, help="Output format for SELECT and ASK (CONSTRUCT always prints Turtle).")
 @click.option("--asserted", is_flag=True, help="Leave the inferred triples out of the default graph.")
-@build_dir_option
-def query_command(query, query_file, fmt, asserted, build_dir):
+@command_options("query")
+def query_command(settings, query, query_file, fmt, asserted):
     """Run a SPARQL query (a string, or --file) over the latest build. Project prefixes are predefined."""
     from .formats import NotAcceptable
     from .query import QueryError, format_rows, open_store, run_query
@@ -83,7 +83,7 @@ def query_command(query, query_file, fmt, asserted, build_dir):
         raise click.UsageError("give the query either as an argument or with --file")
     text = query if query else query_file.read()
     try:
-        result = run_query(open_store(_settings(build_dir)), text, asserted_only=asserted)
+        result = run_query(open_store(settings.paths()), text, asserted_only=asserted)
         output = format_rows(result, fmt)
     except (QueryError, FileNotFoundError, NotAcceptable) as error:
         raise click.ClickException(str(error)) from None
@@ -91,13 +91,13 @@ def query_command(query, query_file, fmt, asserted, build_dir):
 
 
 @main.command("stats")
-@build_dir_option
-def stats_command(build_dir):
+@command_options("stats")
+def stats_command(settings):
     """Triples per named graph and entities per class in the latest build."""
     from .query import open_store, select
 
     try:
-        store = open_store(_settings(build_dir))
+        store = open_store(settings.paths())
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from None
     graphs = select(store, "SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g ORDER BY ?g")
@@ -132,14 +132,14 @@ def stats_command(build_dir):
               help="RDF (turtle, ntriples, nquads, trig, rdfxml, jsonld), a CSV table (csv-…) or graphml.")
 @click.option("--inferred", is_flag=True, help="Include the OWL 2 RL inferences (RDF formats only).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of standard output.")
-@build_dir_option
-def export_command(fmt, inferred, output, build_dir):
+@command_options("export")
+def export_command(settings, fmt, inferred, output):
     """Export the latest build for other tools: triple stores, Protégé, pandas, Gephi."""
     from .export import export
     from .query import open_store
 
     try:
-        store = open_store(_settings(build_dir))
+        store = open_store(settings.paths())
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from None
     try:
@@ -157,16 +157,16 @@ def export_command(fmt, inferred, output, build_dir):
                                                   "Fuseki: http://host:3030/DATASET/data).")
 @click.option("--query-endpoint", default=None, help="Query URL of the same store, to delete graphs of an earlier "
                                                      "upload (derived for Oxigraph's /store).")
-@build_dir_option
-def push_command(endpoint, query_endpoint, build_dir):
+@command_options("push")
+def push_command(settings, endpoint, query_endpoint):
     """Upload the latest build to an existing SPARQL engine, named graphs kept, replacing the previous upload."""
     from .remote import RemoteError, push
 
-    settings = _settings(build_dir)
-    if not settings.dump_file.exists():
-        raise click.ClickException(f"{settings.dump_file} does not exist: run `cmc-kg build` first")
+    paths = settings.paths()
+    if not paths.dump_file.exists():
+        raise click.ClickException(f"{paths.dump_file} does not exist: run `cmc-kg build` first")
     try:
-        uploaded = push(settings.dump_file, endpoint, query_endpoint, progress=_progress)
+        uploaded = push(paths.dump_file, endpoint, query_endpoint, progress=_progress)
     except (RemoteError, OSError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"pushed {len(uploaded) - 1} named graphs and the merged default graph "
@@ -174,71 +174,32 @@ def push_command(endpoint, query_endpoint, build_dir):
 
 
 @main.command("import-tables")
-def import_tables_command():
+@command_options("import-tables")
+def import_tables_command(settings):
     """Regenerate graph/ Turtle from the sourced tables in reference/ (UNTC participants, ISO 3166-1)."""
     from .tables import import_tables
 
-    settings = Settings()
-    for path, count in import_tables(settings.reference_dir, settings.graph_dir).items():
+    paths = checkout(settings.paths(), "import-tables")
+    for path, count in import_tables(paths.reference_dir, paths.graph_dir).items():
         click.echo(f"  {count:>7} triples  {path}")
 
 
-def _setting_help(name: str) -> str:
-    from .settings import ServerConfig
-
-    return next(f.metadata["help"] for f in fields(ServerConfig) if f.name == name)
-
-
 @main.command("serve")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
-              help="A TOML file of settings (overridden by CMC_* environment variables and by flags).")
-@click.option("--host", default=None, help=_setting_help("host"))
-@click.option("--port", default=None, type=int, help=_setting_help("port"))
-@click.option("--base-url", default=None, help=_setting_help("base_url"))
-@click.option("--threads", default=None, type=int, help=_setting_help("threads"))
-@click.option("--workers", default=None, type=int, help=_setting_help("workers"))
-@click.option("--query-timeout", default=None, type=float, help=_setting_help("query_timeout"))
-@click.option("--max-rows", default=None, type=int, help=_setting_help("max_rows"))
-@click.option("--max-request-bytes", default=None, type=int, help=_setting_help("max_request_bytes"))
-@click.option("--max-answer-bytes", default=None, type=int, help=_setting_help("max_answer_bytes"))
-@click.option("--max-nesting", default=None, type=int, help=_setting_help("max_nesting"))
-@click.option("--service-allowlist", default=None, help=_setting_help("service_allowlist"))
-@click.option("--quick-lane", default=None, type=float, help=_setting_help("quick_lane"))
-@click.option("--worker-memory", default=None, type=int, help=_setting_help("worker_memory"))
-@click.option("--reload-interval", default=None, type=float, help=_setting_help("reload_interval"))
-@click.option("--cache-entries", default=None, type=int, help=_setting_help("cache_entries"))
-@click.option("--cache-bytes", default=None, type=int, help=_setting_help("cache_bytes"))
-@click.option("--store", default=None, help=_setting_help("store"))
-@click.option("--fair-share/--no-fair-share", default=None, help=_setting_help("fair_share"))
-@click.option("--client-queries", default=None, type=int, help=_setting_help("client_queries"))
-@click.option("--heavy-seconds", default=None, type=float, help=_setting_help("heavy_seconds"))
-@click.option("--client-budget", default=None, type=float, help=_setting_help("client_budget"))
-@click.option("--unthrottled", default=None, help=_setting_help("unthrottled"))
-@click.option("--trusted-proxy", default=None, help=_setting_help("trusted_proxy"))
-@click.option("--connection-limit", default=None, type=int, help=_setting_help("connection_limit"))
-@click.option("--client-connections", default=None, type=int, help=_setting_help("client_connections"))
-@click.option("--request-read-timeout", default=None, type=float, help=_setting_help("request_read_timeout"))
-@build_dir_option
-def serve_command(config_file, **flags):
+@command_options("serve")
+def serve_command(settings):
     """Serve the latest build: SPARQL endpoint, query page and entity pages (building first if there is none)."""
-    from server import create_app
-    from server.connections import serve
+    from .server import create_app
+    from .server.connections import serve
 
-    from .settings import ServerConfig
-
-    try:
-        config = ServerConfig.load(Path(config_file) if config_file else None, **flags)
-    except ValueError as bad:
-        raise click.UsageError(str(bad)) from None
-    settings = config.paths()
-    if not config.store and not settings.dump_file.exists():
-        _run_build(settings, write=True)
-    app = create_app(config)
-    local = f"http://{config.host}:{config.port}"
+    paths = settings.paths()
+    if not settings.store and not paths.dump_file.exists():
+        _run_build(paths, write=True)
+    app = create_app(settings)
+    local = f"http://{settings.host}:{settings.port}"
     click.echo(f"cmc-kg serving on {local}/ (query page: {local}/query, explore: {local}/explore, "
                f"SPARQL endpoint: {local}/sparql)"
-               + (f", published as {config.public_url}/" if config.base_url else ""), err=True)
-    serve(app, config)  # waitress, with a deadline per request and a cap per client address (server/connections.py)
+               + (f", published as {settings.public_url}/" if settings.base_url else ""), err=True)
+    serve(app, settings)  # waitress, with a deadline per request and a cap per client address (server/connections.py)
 
 
 from .link.cli import enrich, link  # noqa: E402  (`cmc-kg link wikidata`, `cmc-kg enrich wikidata`: cmc_kg/link/)

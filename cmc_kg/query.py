@@ -18,7 +18,7 @@ from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions
 from .namespaces import INFERRED_GRAPH, PREFIXES
 from . import safety
 from .safety import QueryError
-from .settings import Settings
+from .settings import Paths
 
 __all__ = ["PREFIX_MAP", "QueryError", "dataset_options", "load_store", "asserted_view", "merge_default_graph", "default_graph_size", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
            "ExampleQuery"]
@@ -65,11 +65,11 @@ def merge_default_graph(store: ox.Store) -> ox.Store:
     return store
 
 
-def open_store(settings: Settings = Settings()) -> ox.Store:
+def open_store(paths: Paths = Paths()) -> ox.Store:
     """The latest build, loaded by :func:`load_store`."""
-    if not settings.dump_file.exists():
-        raise FileNotFoundError(f"{settings.dump_file} does not exist: run `cmc-kg build` first")
-    return load_store(settings.dump_file)
+    if not paths.dump_file.exists():
+        raise FileNotFoundError(f"{paths.dump_file} does not exist: run `cmc-kg build` first")
+    return load_store(paths.dump_file)
 
 
 def default_graph_size(store: ox.Store) -> int:
@@ -147,10 +147,10 @@ class ExampleQuery:
     text: str
 
 
-def example_queries(settings: Settings = Settings()) -> list[ExampleQuery]:
+def example_queries(paths: Paths = Paths()) -> list[ExampleQuery]:
     """Read queries/*.rq; each starts with `# title: …` and `# description: …` lines."""
     queries = []
-    for path in sorted(settings.queries_dir.glob("*.rq")):
+    for path in sorted(paths.queries_dir.glob("*.rq")):
         text = path.read_text(encoding="utf-8")
         header = {}
         for line in text.splitlines():

@@ -1,4 +1,4 @@
-"""Where cmc-kg reads its sources and writes its build, and how its server is set up: in one place."""
+"""Every setting of every cmc-kg command, in one table, and the paths of the data and the build they lead to."""
 
 from __future__ import annotations
 
@@ -7,21 +7,28 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "ServerConfig", "Settings", "WikidataConfig"]
+__all__ = ["ENV_PREFIX", "REPO_ROOT", "Paths", "Settings"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+INSTALLED_ROOT = Path(__file__).resolve().parent  # a wheel's data: cmc_kg/{ontology,graph,queries}
+REPO_ROOT = INSTALLED_ROOT.parent  # the checkout, when cmc_kg runs from one
+ENV_PREFIX = "CMC_KG_"  # not CMC_: Kubernetes sets CMC_PORT=tcp://... for a Service named cmc
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Paths of one cmc-kg checkout; tests point them at temporary copies."""
+class Paths:
+    """Where one run of cmc-kg reads its sources and writes its build; tests point them at temporary copies."""
 
-    root: Path = REPO_ROOT
+    root: Path = field(default_factory=lambda: default_root())
     build_dir: Path = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self):
         if self.build_dir is None:
-            object.__setattr__(self, "build_dir", self.root / "build")
+            object.__setattr__(self, "build_dir", _user_build_dir() if self.installed else self.root / "build")
+
+    @property
+    def installed(self) -> bool:
+        """True when the data is the copy installed with the package, which commands must not rewrite."""
+        return self.root.resolve() == INSTALLED_ROOT
 
     @property
     def ontology_file(self) -> Path:
@@ -57,9 +64,31 @@ class Settings:
         return self.build_dir / "build-report.json"
 
 
-def _setting(default, help: str, env=None):
-    """A server setting: its default, the help the CLI and README show, and how to read it from a string."""
-    return field(default=default, metadata={"help": help, "parse": env or type(default)})
+def default_root() -> Path:
+    """The checkout cmc-kg runs from (an editable install, the tests), else the data installed with the wheel."""
+    return REPO_ROOT if (REPO_ROOT / "ontology" / "cmc.ttl").is_file() else INSTALLED_ROOT
+
+
+def _user_build_dir() -> Path:
+    """The build of the installed data: that data is the same from every folder and may be read-only, so its
+    build is one per user and version, in the user's data folder, found wherever a command runs."""
+    from . import __version__
+
+    data_home = os.environ.get("XDG_DATA_HOME") or (
+        os.environ.get("LOCALAPPDATA") if os.name == "nt" else None) or Path.home() / ".local" / "share"
+    return Path(data_home) / "cmc-kg" / __version__ / "build"
+
+
+# The commands that read or write a build (their --build-dir); every command has --root.
+BUILD_COMMANDS = ("build", "query", "stats", "export", "push", "serve", "link wikidata")
+WIKIDATA_COMMANDS = ("link wikidata", "enrich wikidata")
+
+
+def _setting(default, help: str, env=None, commands=("serve",), flag=None):
+    """A setting: its default, the help the CLI and README show, how to read it from a string, the commands
+    whose options it is (None: all) and its flag when that is not --name-with-dashes."""
+    return field(default=default, metadata={"help": help, "parse": env or type(default), "commands": commands,
+                                            "flag": flag})
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -91,9 +120,18 @@ def _base_url(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class ServerConfig:
-    """Settings of `cmc-kg serve`: defaults < config file (TOML) < CMC_* environment variables < flags."""
+class Settings:
+    """Settings of every command: defaults < config file (TOML) < CMC_KG_* environment variables < flags.
 
+    A setting belongs to the commands its metadata names, which get a flag for it (cmc_kg/cli.py); the config
+    file and the variables may hold any setting of any command, so one file serves them all.
+    """
+
+    root: str = _setting("", "Folder holding the data (ontology/, graph/, queries/), e.g. a checkout of cmc-kg; "
+                             "empty: the checkout cmc-kg runs from, else the data installed with it.", commands=None)
+    build_dir: str = _setting("", "Folder of the build (default: build/ under root; for the installed data: "
+                                  "cmc-kg/<version>/build in the user's data folder, $XDG_DATA_HOME or "
+                                  "~/.local/share).", commands=BUILD_COMMANDS)
     host: str = _setting("127.0.0.1", "Interface to listen on; the default answers only this machine.")
     port: int = _setting(8000, "TCP port to listen on.")
     base_url: str = _setting("", "Public URL of the server (e.g. https://cmc.example.org), used in every absolute URL it "
@@ -121,7 +159,6 @@ class ServerConfig:
                                            "without a restart and without dropping a request. 0: never reload.")
     cache_entries: int = _setting(2048, "Answers kept in memory, keyed by query and build; 0 turns the cache off.")
     cache_bytes: int = _setting(64 << 20, "Most bytes of answers the cache keeps; the least recently used go first.")
-    build_dir: str = _setting("", "Folder of the build to serve (default: build/ in the checkout).")
     store: str = _setting("", "Query URL of an existing SPARQL engine loaded with `cmc-kg push` to serve instead "
                               "of the embedded store (Oxigraph server, Fuseki, Virtuoso, QLever); empty: embedded.")
     fair_share: bool = _setting(True, "Share the query workers fairly between clients (client_queries, heavy_seconds, "
@@ -144,16 +181,63 @@ class ServerConfig:
                                                  "byte (a new connection: from connecting), and again for its body; "
                                                  "a slower connection is closed. 0: no limit.")
 
+    wikidata_endpoint: str = _setting("https://query.wikidata.org/sparql",
+                                      "SPARQL endpoint that `cmc-kg link` and `cmc-kg enrich` query for Wikidata.",
+                                      commands=WIKIDATA_COMMANDS, flag="--endpoint")
+    wikidata_user_agent: str = _setting("", "User-Agent sent to the Wikidata endpoint; Wikimedia asks for a tool name "
+                                            "and a contact (e-mail or URL). Empty: cmc-kg/<version> with the project's URL.",
+                                        commands=WIKIDATA_COMMANDS, flag="--user-agent")
+    wikidata_batch_size: int = _setting(50, "Codes, labels or items per query (VALUES) sent to the Wikidata endpoint.",
+                                        commands=WIKIDATA_COMMANDS, flag="--batch-size")
+    wikidata_timeout: float = _setting(60.0, "Seconds one request to the Wikidata endpoint may take.",
+                                       commands=WIKIDATA_COMMANDS, flag="--timeout")
+    wikidata_retries: int = _setting(4, "Retries of a failed request (429, 5xx, network), with exponential backoff.",
+                                     commands=WIKIDATA_COMMANDS, flag="--retries")
+    wikidata_max_retry_wait: float = _setting(120.0, "Longest wait a Retry-After header may ask for; "
+                                                     "a longer one stops the run.",
+                                              commands=WIKIDATA_COMMANDS, flag="--max-retry-wait")
+
     def __post_init__(self):
         _base_url(self.base_url)  # a malformed public URL stops the server before it starts
+        if self.root and not Paths(Path(self.root), Path()).ontology_file.is_file():
+            raise ValueError(f"setting 'root': {self.root} holds no ontology/cmc.ttl; give a checkout of cmc-kg")
 
     @classmethod
-    def load(cls, config_file: Path | None = None, environ: dict[str, str] | None = None, **flags) -> "ServerConfig":
-        """Merge the four layers; raise ValueError naming any unknown or malformed setting."""
-        return _load_layers(cls, config_file, environ, flags)
+    def load(cls, config_file: Path | None = None, environ: dict[str, str] | None = None, **flags) -> "Settings":
+        """Merge the four layers; raise ValueError naming any unknown or malformed setting.
 
-    def paths(self) -> Settings:
-        return Settings(build_dir=Path(self.build_dir)) if self.build_dir else Settings()
+        The config file and the flags are strict; of the environment only CMC_KG_* variables are read (an
+        unknown one is refused), the rest belongs to other programs.
+        """
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, object] = {}
+
+        def put(name: str, value, origin: str):
+            if name not in known:
+                raise ValueError(f"unknown setting {name!r} in {origin}; known: {', '.join(sorted(known))}")
+            parse = known[name].metadata["parse"]
+            try:
+                values[name] = parse(value) if isinstance(value, str) else (
+                    tuple(value) if isinstance(value, list) else type(known[name].default)(value))
+            except (TypeError, ValueError):
+                raise ValueError(f"setting {name!r} in {origin}: {value!r} is not a valid "
+                                 f"{type(known[name].default).__name__}") from None
+
+        if config_file is not None:
+            with open(config_file, "rb") as handle:
+                for name, value in tomllib.load(handle).items():
+                    put(name, value, str(config_file))
+        for variable, value in (os.environ if environ is None else environ).items():
+            if variable.startswith(ENV_PREFIX):
+                put(variable[len(ENV_PREFIX):].lower(), value, f"environment variable {variable}")
+        for name, value in flags.items():
+            if value is not None:
+                put(name, value, "command-line flags")
+        return cls(**values)  # its checks raise ValueError too
+
+    def paths(self) -> Paths:
+        root = Path(self.root) if self.root else default_root()
+        return Paths(root, Path(self.build_dir) if self.build_dir else None)
 
     @property
     def public_url(self) -> str:
@@ -163,61 +247,40 @@ class ServerConfig:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-
-@dataclass(frozen=True)
-class WikidataConfig:
-    """Settings of `cmc-kg link wikidata` and `cmc-kg enrich wikidata`, layered as the server's are.
-
-    They share the config file and the CMC_* variables with `cmc-kg serve`, which leaves them alone.
-    """
-
-    wikidata_endpoint: str = _setting("https://query.wikidata.org/sparql",
-                                      "SPARQL endpoint that `cmc-kg link` and `cmc-kg enrich` query for Wikidata.")
-    wikidata_user_agent: str = _setting("", "User-Agent sent to the Wikidata endpoint; Wikimedia asks for a tool name "
-                                            "and a contact (e-mail or URL). Empty: cmc-kg/<version> with the project's URL.")
-    wikidata_batch_size: int = _setting(50, "Codes, labels or items per query (VALUES) sent to the Wikidata endpoint.")
-    wikidata_timeout: float = _setting(60.0, "Seconds one request to the Wikidata endpoint may take.")
-    wikidata_retries: int = _setting(4, "Retries of a failed request (429, 5xx, network), with exponential backoff.")
-    wikidata_max_retry_wait: float = _setting(120.0, "Longest wait a Retry-After header may ask for; "
-                                                     "a longer one stops the run.")
-
     @classmethod
-    def load(cls, config_file: Path | None = None, environ: dict[str, str] | None = None,
-             **flags) -> "WikidataConfig":
-        """Merge defaults < config file (TOML) < CMC_* environment variables < flags."""
-        return _load_layers(cls, config_file, environ, flags)
+    def of(cls, command: str) -> list:
+        """The settings that are options of ``command`` ("serve", "link wikidata", ...), in table order."""
+        return [f for f in fields(cls) if f.metadata["commands"] is None or command in f.metadata["commands"]]
 
 
-_COMMANDS = (ServerConfig, WikidataConfig)
+def command_options(command: str):
+    """Decorate a click command with --config and a flag for each of its settings; it is then called with the
+    merged ``Settings`` as its first argument (a bad setting: a usage error before it runs)."""
+    import functools
 
+    import click
 
-def _load_layers(cls, config_file: Path | None, environ: dict[str, str] | None, flags: dict):
-    """Merge the layers of one command's settings, leaving alone those that belong to another command."""
-    known = {f.name: f for f in fields(cls)}
-    others = {f.name for other in _COMMANDS if other is not cls for f in fields(other)}
-    values: dict[str, object] = {}
+    own = Settings.of(command)
 
-    def put(name: str, value, origin: str):
-        if name in others and name not in known:
-            return
-        if name not in known:
-            raise ValueError(f"unknown setting {name!r} in {origin}; known: {', '.join(sorted(known))}")
-        parse = known[name].metadata["parse"]
-        try:
-            values[name] = parse(value) if isinstance(value, str) else (
-                tuple(value) if isinstance(value, list) else type(known[name].default)(value))
-        except (TypeError, ValueError):
-            raise ValueError(f"setting {name!r} in {origin}: {value!r} is not a valid "
-                             f"{type(known[name].default).__name__}") from None
+    def decorate(function):
+        @functools.wraps(function)
+        def run(config_file, **arguments):
+            flags = {setting.name: arguments.pop(setting.name) for setting in own}
+            try:
+                settings = Settings.load(Path(config_file) if config_file else None, **flags)
+            except ValueError as bad:
+                raise click.UsageError(str(bad)) from None
+            return function(settings, **arguments)
 
-    if config_file is not None:
-        with open(config_file, "rb") as handle:
-            for name, value in tomllib.load(handle).items():
-                put(name, value, str(config_file))
-    for variable, value in (os.environ if environ is None else environ).items():
-        if variable.startswith("CMC_"):
-            put(variable[4:].lower(), value, f"environment variable {variable}")
-    for name, value in flags.items():
-        if value is not None:
-            put(name, value, "command-line flags")
-    return cls(**values)
+        for setting in reversed(own):
+            flag = setting.metadata["flag"] or "--" + setting.name.replace("_", "-")
+            help = setting.metadata["help"]
+            if isinstance(setting.default, bool):
+                run = click.option(f"{flag}/--no-{flag[2:]}", setting.name, default=None, help=help)(run)
+            else:
+                kind = type(setting.default) if type(setting.default) in (int, float) else str
+                run = click.option(flag, setting.name, default=None, type=kind, help=help)(run)
+        return click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
+                            help=f"A TOML file of settings (overridden by {ENV_PREFIX}* environment variables "
+                                 "and by flags).")(run)
+    return decorate

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
-from cmc_kg.settings import ServerConfig
+from cmc_kg.settings import Settings
 
 from .state import State
 
 __all__ = ["create_app"]
 
 
-def create_app(config: ServerConfig | None = None, engine=None) -> Flask:
+def create_app(config: Settings | None = None, engine=None) -> Flask:
     """Build the application.
 
     :param config: server settings (defaults when None).
@@ -23,7 +23,7 @@ def create_app(config: ServerConfig | None = None, engine=None) -> Flask:
         latest build are started.
     :returns: the Flask application; its ``extensions["cmc_kg"]`` holds the :class:`State`.
     """
-    config = config or ServerConfig()
+    config = config or Settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     app.extensions["cmc_kg"] = State.start(config, engine)

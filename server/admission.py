@@ -179,7 +179,7 @@ class Admission:
 
     @classmethod
     def for_server(cls, config, engine: Callable[[], object]) -> "Admission":
-        """The policy a ServerConfig asks for, over the engine ``engine()`` serves now (it changes with builds)."""
+        """The policy a Settings asks for, over the engine ``engine()`` serves now (it changes with builds)."""
         def live_workers() -> int | None:
             live = getattr(engine(), "live_workers", None)  # the embedded engine; a remote one cannot tell
             return live() if live is not None else None

@@ -28,7 +28,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
 
-from cmc_kg.settings import ServerConfig
+from cmc_kg.settings import Settings
 
 from .admission import address_matcher, client_key
 
@@ -141,7 +141,7 @@ def _refuse(conn: socket.socket, status: int, reason: str, message: str) -> None
         conn.close()
 
 
-def _adjustments(config: ServerConfig) -> Adjustments:
+def _adjustments(config: Settings) -> Adjustments:
     proxy = {}
     if config.trusted_proxy:
         proxy = {"trusted_proxy": config.trusted_proxy, "trusted_proxy_count": 1,
@@ -162,7 +162,7 @@ def _enough_file_descriptors(needed: int) -> None:
             pass
 
 
-def create_server(app, config: ServerConfig):
+def create_server(app, config: Settings):
     """The waitress server for ``app`` with the guards above; call ``run()`` on it."""
     adj = _adjustments(config)
     _enough_file_descriptors(config.connection_limit + 256)
@@ -210,7 +210,7 @@ class QueueDepthSummary(logging.Filter):
         return True
 
 
-def serve(app, config: ServerConfig) -> None:
+def serve(app, config: Settings) -> None:
     """Serve until interrupted, as waitress.serve does."""
     logging.basicConfig()
     logging.getLogger("waitress.queue").addFilter(QueueDepthSummary())

@@ -15,7 +15,7 @@ from flask import current_app, has_request_context, request as http_request
 
 from cmc_kg.engine import Answer, Engine, EngineBusy, EngineClosed, QueryPolicy, QueryRequest
 from cmc_kg.remote import RemoteEngine
-from cmc_kg.settings import ServerConfig, Settings
+from cmc_kg.settings import Settings, Paths
 
 from .admission import Admission
 
@@ -71,8 +71,8 @@ class State:
     A failed build writes nothing, so the last good one goes on being served.
     """
 
-    config: ServerConfig
-    paths: Settings
+    config: Settings
+    paths: Paths
     serving: _Serving
     cache: _Cache = field(repr=False)
     reloads: int = 0
@@ -81,7 +81,7 @@ class State:
     admission: Admission = field(default_factory=Admission.disabled, repr=False)
 
     @classmethod
-    def start(cls, config: ServerConfig, engine=None) -> "State":
+    def start(cls, config: Settings, engine=None) -> "State":
         paths = config.paths()
         embedded = engine is None and not config.store
         if engine is None and config.store:
@@ -96,7 +96,7 @@ class State:
         return state
 
     @staticmethod
-    def _engine(config: ServerConfig, paths: Settings) -> Engine:
+    def _engine(config: Settings, paths: Paths) -> Engine:
         return Engine(paths.dump_file, workers=config.workers, timeout=config.query_timeout,
                       memory_mb=config.worker_memory, network=bool(config.service_allowlist),
                       policy=_policy(config), max_answer_bytes=config.max_answer_bytes,
@@ -193,7 +193,7 @@ class State:
 _RELOAD_LOCK = threading.Lock()
 
 
-def _policy(config: ServerConfig) -> QueryPolicy:
+def _policy(config: Settings) -> QueryPolicy:
     return QueryPolicy(frozenset(config.service_allowlist), config.max_nesting)
 
 
@@ -210,7 +210,7 @@ def _signature(path) -> tuple | None:
     return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-def _serving(engine, config: ServerConfig, paths: Settings) -> _Serving:
+def _serving(engine, config: Settings, paths: Paths) -> _Serving:
     if isinstance(engine, Engine):
         return _Serving(engine, engine.build_id, engine.triples, engine.graphs)
     # A remote store changes with each push; its size at start-up stands in for a build id.
@@ -225,7 +225,7 @@ def _serving(engine, config: ServerConfig, paths: Settings) -> _Serving:
     return _Serving(engine, build_id, getattr(engine, "triples", 0), graphs)
 
 
-def _build_id(paths: Settings) -> str:
+def _build_id(paths: Paths) -> str:
     """The dump's checksum from the build report (or computed), naming the build in ETags and the cache."""
     try:
         return json.loads(paths.report_file.read_text(encoding="utf-8"))["dump_sha256"]

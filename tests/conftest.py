@@ -15,13 +15,13 @@ import pytest
 
 from cmc_kg.build import build
 from cmc_kg.query import open_store
-from cmc_kg.settings import REPO_ROOT, Settings
+from cmc_kg.settings import REPO_ROOT, Paths
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory) -> tuple[Settings, object]:
+def built(tmp_path_factory) -> tuple[Paths, object]:
     """The repository's graph built into a temporary build folder: (settings, build report)."""
-    settings = Settings(build_dir=tmp_path_factory.mktemp("build"))
+    settings = Paths(build_dir=tmp_path_factory.mktemp("build"))
     return settings, build(settings)
 
 
@@ -32,11 +32,11 @@ def store(built):
 
 
 @pytest.fixture
-def repo_copy(tmp_path) -> Settings:
+def repo_copy(tmp_path) -> Paths:
     """A private copy of the edited sources (ontology/, graph/), to break in tests."""
     for folder in ("ontology", "graph"):
         shutil.copytree(REPO_ROOT / folder, tmp_path / folder)
-    return Settings(root=tmp_path)
+    return Paths(root=tmp_path)
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ from rdflib import Graph, URIRef
 from rdflib.compare import isomorphic
 
 from cmc_kg.namespaces import SD, VOID
-from cmc_kg.settings import ServerConfig
+from cmc_kg.settings import Settings
 
 from conftest import start_server, stop_server
 from test_sparql_protocol import call
@@ -95,13 +95,13 @@ def test_nosniff_on_every_sparql_answer(server):
 
 
 def test_base_url_setting():
-    assert ServerConfig().public_url == "http://127.0.0.1:8000"
-    assert ServerConfig(host="::1", port=9).public_url == "http://[::1]:9"
-    assert ServerConfig.load(environ={"CMC_BASE_URL": PUBLIC + "/"}).public_url == PUBLIC
-    assert ServerConfig.load(environ={}, base_url="http://localhost:1/").public_url == "http://localhost:1"
+    assert Settings().public_url == "http://127.0.0.1:8000"
+    assert Settings(host="::1", port=9).public_url == "http://[::1]:9"
+    assert Settings.load(environ={"CMC_KG_BASE_URL": PUBLIC + "/"}).public_url == PUBLIC
+    assert Settings.load(environ={}, base_url="http://localhost:1/").public_url == "http://localhost:1"
     for bad in ("evil.example", "ftp://x.example", "http://x.example/?q=1", "http://x.example/#f", "http://a b",
                 "http://u@x.example", "http://x.example:port", "http:///sparql"):
         with pytest.raises(ValueError):
-            ServerConfig.load(environ={"CMC_BASE_URL": bad})
+            Settings.load(environ={"CMC_KG_BASE_URL": bad})
         with pytest.raises(ValueError):
-            ServerConfig(base_url=bad)
+            Settings(base_url=bad)

@@ -6,9 +6,9 @@ import csv
 
 from cmc_kg.namespaces import PREFIXES
 from cmc_kg.query import select
-from cmc_kg.settings import Settings
+from cmc_kg.settings import Paths
 
-SETTINGS = Settings()
+SETTINGS = Paths()
 with open(SETTINGS.reference_dir / "ccm_participants_untc.csv", encoding="utf-8", newline="") as _f:
     CCM = list(csv.DictReader(_f))
 SEGMENT = {"ratification": "ratification", "acceptance": "acceptance", "approval": "approval",

@@ -22,11 +22,11 @@ from conftest import watched_page
 
 from cmc_kg.namespaces import ID
 from cmc_kg.query import example_queries, select
-from cmc_kg.settings import REPO_ROOT, Settings
-from server.explore import set_values
+from cmc_kg.settings import REPO_ROOT, Paths
+from cmc_kg.server.explore import set_values
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
-SETTINGS = Settings()
+SETTINGS = Paths()
 AS_AT = "2026-02-03"
 EXAMPLES = {q.path.stem: q for q in example_queries(SETTINGS)}
 

@@ -19,11 +19,11 @@ from cmc_kg.export import DATASET_FORMATS, EXPORT_FORMATS, JSONLD_CONTEXT, TABLE
 from cmc_kg.formats import RDF_FORMATS
 from cmc_kg.namespaces import INFERRED_GRAPH
 from cmc_kg.query import select
-from cmc_kg.settings import Settings
+from cmc_kg.settings import Paths
 
 RDFLIB_NAMES = {"turtle": "turtle", "ntriples": "nt", "rdfxml": "xml", "jsonld": "json-ld", "trig": "trig",
                 "nquads": "nquads"}
-REFERENCE = Settings().reference_dir
+REFERENCE = Paths().reference_dir
 
 
 @pytest.fixture(scope="module")

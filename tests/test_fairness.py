@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from cmc_kg.settings import ServerConfig
-from server.admission import Admission, TooManyQueries, client_key
+from cmc_kg.settings import Settings
+from cmc_kg.server.admission import Admission, TooManyQueries, client_key
 
 from conftest import start_server, stop_server
 
@@ -161,11 +161,11 @@ def test_unthrottled_addresses_and_client_identity():
 
 
 def test_fairness_settings_parse():
-    config = ServerConfig.load(environ={"CMC_FAIR_SHARE": "off", "CMC_UNTHROTTLED": "", "CMC_CLIENT_QUERIES": "3"})
+    config = Settings.load(environ={"CMC_KG_FAIR_SHARE": "off", "CMC_KG_UNTHROTTLED": "", "CMC_KG_CLIENT_QUERIES": "3"})
     assert (config.fair_share, config.unthrottled, config.client_queries) == (False, (), 3)
-    assert ServerConfig.load(environ={}).fair_share is True
+    assert Settings.load(environ={}).fair_share is True
     with pytest.raises(ValueError, match="'fair_share'"):
-        ServerConfig.load(environ={"CMC_FAIR_SHARE": "maybe"})
+        Settings.load(environ={"CMC_KG_FAIR_SHARE": "maybe"})
 
 
 # ------------------------------------------------------------------------ costly queries against a live server
@@ -307,7 +307,7 @@ def test_the_server_still_answers_after_the_red_team_slowloris(built):
         for source in ("127.0.0.3", "127.0.0.4", None):
             status, _, _, seconds = ask(live.url, CHEAP, source=source)
             assert status == 200 and seconds < 2.0
-        defaults = ServerConfig()
+        defaults = Settings()
         held = 0
         for dribbler in dribblers:
             dribbler.join(defaults.request_read_timeout + 10)
@@ -322,7 +322,7 @@ def test_queue_depth_warnings_become_one_summary_line_per_interval():
     """Under load waitress warned once per waiting request (5,879 lines in a 60 s soak); now one line per interval."""
     import logging
 
-    from server.connections import QueueDepthSummary
+    from cmc_kg.server.connections import QueueDepthSummary
 
     now = [0.0]
     summary = QueueDepthSummary(interval=10.0, clock=lambda: now[0])

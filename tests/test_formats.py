@@ -413,13 +413,13 @@ class InProcessEngine:
 
 def test_a_refusal_raised_in_the_server_process_is_406_on_sparql_and_on_pages():
     from cmc_kg.namespaces import GRAPH, ID
-    from cmc_kg.settings import ServerConfig
-    from server import create_app
+    from cmc_kg.settings import Settings
+    from cmc_kg.server import create_app
 
     store = ox.Store()
     for graph in (ox.NamedNode(str(GRAPH) + "g"), ox.DefaultGraph()):  # load_store merges into the default graph
         store.add(ox.Quad(ox.NamedNode(str(ID) + "x"), ox.NamedNode("http://example.org/p/"), ox.Literal("o"), graph))
-    client = create_app(ServerConfig(cache_entries=0), engine=InProcessEngine(store)).test_client()
+    client = create_app(Settings(cache_entries=0), engine=InProcessEngine(store)).test_client()
     answer = client.get("/sparql", query_string={"query": TRIPLE_SELECT}, headers={"Accept": "text/csv"})
     assert answer.status_code == 406 and b"triple term" in answer.data
     answer = client.get("/id/x", headers={"Accept": "application/rdf+xml"})

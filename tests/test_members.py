@@ -10,7 +10,7 @@ from rdflib.namespace import FOAF, ORG, RDF
 
 from cmc_kg.namespaces import CMC as CMC_TERMS, PREFIXES
 
-from cmc_kg.settings import Settings
+from cmc_kg.settings import Paths
 
 CMC = Namespace(str(CMC_TERMS))
 KGORG, TREATY = PREFIXES["kgorg"], PREFIXES["treaty"]
@@ -19,7 +19,7 @@ TARGET_ORGANIZATIONS, TARGET_COUNTRIES = 150, 40
 
 def _data() -> Dataset:
     ds = Dataset()
-    for path in sorted(Settings().graph_dir.glob("*/*.ttl")):
+    for path in sorted(Paths().graph_dir.glob("*/*.ttl")):
         ds.graph(URIRef(f"urn:x:{path.parent.name}")).parse(path, format="turtle")
     return ds
 

@@ -7,9 +7,9 @@ from collections import Counter
 
 from cmc_kg.namespaces import CMC, PREFIXES
 from cmc_kg.query import example_queries, select
-from cmc_kg.settings import Settings
+from cmc_kg.settings import Paths
 
-SETTINGS = Settings()
+SETTINGS = Paths()
 QUERIES = {q.path.stem: q for q in example_queries(SETTINGS)}
 ID = str(PREFIXES["id"])
 

@@ -8,9 +8,9 @@ from rdflib import Graph
 
 from cmc_kg import namegen
 from cmc_kg.namespaces import CMC, DCTERMS, ONTOLOGY, OWL, RDF, RDFS
-from cmc_kg.settings import REPO_ROOT, Settings
+from cmc_kg.settings import REPO_ROOT, Paths
 
-ONTOLOGY_GRAPH = Graph().parse(Settings().ontology_file)
+ONTOLOGY_GRAPH = Graph().parse(Paths().ontology_file)
 TERM_TYPES = (OWL.Class, OWL.ObjectProperty, OWL.DatatypeProperty, OWL.AnnotationProperty)
 
 

@@ -8,12 +8,12 @@ from owlready2 import World, sync_reasoner
 from rdflib import Graph
 
 from cmc_kg.namespaces import CMC, OWL, RDF
-from cmc_kg.settings import Settings
+from cmc_kg.settings import Paths
 
 
 def test_hermit_finds_the_ontology_consistent_with_no_unsatisfiable_class(tmp_path):
     assert shutil.which("java"), "Java is needed for HermiT: install Debian's default-jre-headless (.ci/run does)"
-    ontology = Graph().parse(Settings().ontology_file)
+    ontology = Graph().parse(Paths().ontology_file)
     path = tmp_path / "cmc.owl"
     ontology.serialize(path, format="xml")
     world = World()

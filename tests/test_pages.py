@@ -15,7 +15,7 @@ from rdflib import Graph, Literal, Namespace, URIRef
 
 from cmc_kg.namespaces import CMC, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY, PROV, RDF, RDFS, VOID
 from cmc_kg.settings import REPO_ROOT
-from server.pages import local_path
+from cmc_kg.server.pages import local_path
 
 SPDX = Namespace("http://spdx.org/rdf/terms#")
 DCAT = Namespace("http://www.w3.org/ns/dcat#")

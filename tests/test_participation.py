@@ -8,10 +8,10 @@ import pytest
 
 from cmc_kg.namespaces import PREFIXES
 from cmc_kg.query import select
-from cmc_kg.settings import Settings
+from cmc_kg.settings import Paths
 from cmc_kg.tables import PARTICIPANT_FILES, TREATIES
 
-SETTINGS = Settings()
+SETTINGS = Paths()
 PARTICIPATION = str(PREFIXES["participation"])
 
 

@@ -8,9 +8,9 @@ import re
 
 from cmc_kg.namespaces import PREFIXES
 from cmc_kg.query import example_queries, select
-from cmc_kg.settings import Settings
+from cmc_kg.settings import Paths
 
-SETTINGS = Settings()
+SETTINGS = Paths()
 QUERIES = {q.path.stem: q for q in example_queries(SETTINGS)}
 ID = str(PREFIXES["id"])
 MONTHS = {m: i for i, m in enumerate(["January", "February", "March", "April", "May", "June", "July", "August",

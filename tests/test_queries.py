@@ -11,9 +11,9 @@ import pytest
 
 from cmc_kg.namespaces import CMC, PREFIXES
 from cmc_kg.query import Rows, example_queries, select
-from cmc_kg.settings import Settings
+from cmc_kg.settings import Paths
 
-SETTINGS = Settings()
+SETTINGS = Paths()
 AS_AT = "2026-02-03"
 QUERIES = {q.path.stem: q for q in example_queries(SETTINGS)}
 

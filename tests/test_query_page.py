@@ -14,7 +14,7 @@ import pytest
 from conftest import watched_page
 
 from cmc_kg.query import example_queries
-from cmc_kg.settings import REPO_ROOT, Settings
+from cmc_kg.settings import REPO_ROOT, Paths
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 TWO_CODES = 'SELECT ?code WHERE { ?c cmc:isoAlpha3 ?code FILTER(?code IN ("FRA","NOR")) } ORDER BY ?code'
@@ -74,10 +74,10 @@ def test_page_opens_with_the_first_example(session):
     from playwright.sync_api import expect
 
     session.open("/query")
-    first = example_queries(Settings())[0]
+    first = example_queries(Paths())[0]
     value = session.page.input_value("#query")
     assert value.strip() and value.strip() in first.text
-    expect(session.page.locator("#examples button")).to_have_count(len(example_queries(Settings())))
+    expect(session.page.locator("#examples button")).to_have_count(len(example_queries(Paths())))
     expect(session.page.locator("#examples")).to_contain_text(first.title)
     expect(session.page.locator("#error")).to_be_hidden()
     # The stylesheet and the script came from this server.
@@ -115,7 +115,7 @@ def test_example_query_loads_and_runs(session):
     from playwright.sync_api import expect
 
     session.open("/query")
-    examples = example_queries(Settings())
+    examples = example_queries(Paths())
     index = next(i for i, q in enumerate(examples) if "isoAlpha3" in q.text or "rdfs:label" in q.text)
     button = session.page.locator("#examples button").nth(index)
     expect(button).to_contain_text(examples[index].title)

@@ -8,9 +8,9 @@ from collections import Counter
 
 from cmc_kg.namespaces import PREFIXES
 from cmc_kg.query import example_queries, select
-from cmc_kg.settings import Settings
+from cmc_kg.settings import Paths
 
-SETTINGS = Settings()
+SETTINGS = Paths()
 AS_AT = "2026-02-03"
 QUERIES = {q.path.stem: q for q in example_queries(SETTINGS)}
 M49 = PREFIXES["m49"]

@@ -20,7 +20,7 @@ import pytest
 from cmc_kg.build import BuildError, build
 from cmc_kg.engine import Engine, QueryRequest, WorkerDied
 from cmc_kg.namespaces import PREFIXES, RDFS
-from cmc_kg.settings import Settings
+from cmc_kg.settings import Paths
 
 from conftest import start_server, stop_server
 
@@ -161,7 +161,7 @@ class Load:
 def test_failed_builds_keep_the_last_good_one_and_a_good_build_is_picked_up(built, repo_copy, tmp_path):
     build_dir = tmp_path / "served"
     shutil.copytree(built[0].build_dir, build_dir)
-    settings = Settings(root=repo_copy.root, build_dir=build_dir)
+    settings = Paths(root=repo_copy.root, build_dir=build_dir)
     live = start_server(build_dir, "--workers", "2", "--reload-interval", "0.5", "--cache-entries", "0")
     load = Load(live.url)
     killed = float("inf")

@@ -9,10 +9,10 @@ from rdflib import Graph
 from rdflib.namespace import SH
 
 from cmc_kg.namespaces import RDF
-from cmc_kg.settings import REPO_ROOT, Settings
+from cmc_kg.settings import REPO_ROOT, Paths
 from cmc_kg.validate import load_shapes, validate_shapes
 
-SETTINGS = Settings()
+SETTINGS = Paths()
 SHAPES = load_shapes(SETTINGS.shapes_dir)
 ONTOLOGY = Graph().parse(SETTINGS.ontology_file)
 EXAMPLES = REPO_ROOT / "tests" / "data" / "shapes"

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from cmc_kg.settings import Settings
+from cmc_kg.settings import Paths
 from cmc_kg.tables import TableError, import_tables
 
-SETTINGS = Settings()
+SETTINGS = Paths()
 
 
 def test_committed_turtle_is_what_the_tables_give(tmp_path):
@@ -38,9 +38,9 @@ def test_common_names_are_alternative_labels_from_owid():
     from rdflib import Graph, Literal
 
     from cmc_kg.namespaces import PREFIXES, SKOS
-    from cmc_kg.settings import Settings
+    from cmc_kg.settings import Paths
 
-    settings = Settings()
+    settings = Paths()
     with open(settings.reference_dir / "countries_iso_wikidata_owid.csv", encoding="utf-8") as table:
         rows = list(csv.DictReader(table))
     expected = {(r["iso_alpha3"], r["owid_name"]) for r in rows

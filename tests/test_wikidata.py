@@ -32,15 +32,15 @@ from cmc_kg.link.enrich import FACTS
 from cmc_kg.link.wikidata import LocalEntity, label_similarity, score_label_candidate
 from cmc_kg.namespaces import CMC, GRAPH, OWL, P, PQ, PREFIXES, PROV, PS, RDFS, SKOS, WD, WDT, XSD
 from cmc_kg.query import example_queries, open_store, select
-from cmc_kg.settings import REPO_ROOT, ServerConfig, Settings, WikidataConfig
+from cmc_kg.settings import REPO_ROOT, Paths, Settings
 from conftest import free_port, start_oxigraph, start_server, stop_server
 from test_sparql_protocol import Listener, call
 
-SETTINGS = Settings()
+SETTINGS = Paths()
 LINKS = SETTINGS.graph_dir / "wikidata-links"
 FIXTURE = REPO_ROOT / "tests" / "data" / "wikidata" / "fake-wikidata.ttl"
 FEDERATED = sorted((SETTINGS.queries_dir / "federated").glob("*.rq"))
-WDQS = WikidataConfig().wikidata_endpoint
+WDQS = Settings().wikidata_endpoint
 USER_AGENT = "cmc-kg-tests/1.0 (tests@example.org)"
 VERIFIED = {"kgorg:icbl": "Q325523", "kgorg:amnesty-international": "Q42970", "kgorg:human-rights-watch": "Q187052",
             "kgorg:ippnw": "Q245385", "person:jody-williams": "Q211239", "place:paris": "Q90",
@@ -200,19 +200,15 @@ def test_scores():
     assert score_label_candidate(mbt, "Ottawa Convention", True, ["treaty"]) == (0.94, 0.9, 1.0)
 
 
-def test_settings_are_layered_and_shared_with_the_server(tmp_path):
+def test_settings_are_layered_in_the_table_the_server_reads(tmp_path):
     config = tmp_path / "cmc.toml"
     config.write_text('port = 9001\nwikidata_batch_size = 10\nwikidata_endpoint = "http://a.example/sparql"\n')
-    linker = WikidataConfig.load(config, environ={"CMC_WIKIDATA_USER_AGENT": "me (me@example.org)", "CMC_PORT": "1"},
-                                 wikidata_batch_size=20)
-    assert (linker.wikidata_endpoint, linker.wikidata_user_agent, linker.wikidata_batch_size) == (
-        "http://a.example/sparql", "me (me@example.org)", 20)
-    server = ServerConfig.load(config, environ={"CMC_WIKIDATA_USER_AGENT": "me"})
-    assert server.port == 9001
+    settings = Settings.load(config, environ={"CMC_KG_WIKIDATA_USER_AGENT": "me (me@example.org)"},
+                             wikidata_batch_size=20)
+    assert (settings.wikidata_endpoint, settings.wikidata_user_agent, settings.wikidata_batch_size,
+            settings.port) == ("http://a.example/sparql", "me (me@example.org)", 20, 9001)
     with pytest.raises(ValueError, match="unknown setting 'wikidata_agent'"):
-        WikidataConfig.load(environ={"CMC_WIKIDATA_AGENT": "x"})
-    with pytest.raises(ValueError, match="unknown setting 'wikidata_agent'"):
-        ServerConfig.load(environ={"CMC_WIKIDATA_AGENT": "x"})
+        Settings.load(environ={"CMC_KG_WIKIDATA_AGENT": "x"})
 
 
 # The linker, against the Wikidata-shaped test server.

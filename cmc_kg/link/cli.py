@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from ..settings import command_options
+
 __all__ = ["link", "enrich"]
 
 _STARTED = time.perf_counter()
@@ -19,44 +21,11 @@ def _progress(message: str) -> None:
     click.echo(f"[{time.perf_counter() - _STARTED:6.1f}s] {message}", err=True)
 
 
-def _paths():
-    from ..settings import Settings
+def _paths(settings, command: str):
+    from ..cli import checkout
 
-    settings = Settings()
-    folder = settings.graph_dir / "wikidata-links"
-    return settings, folder
-
-
-def _config(config_file, **flags):
-    from ..settings import WikidataConfig
-
-    try:
-        return WikidataConfig.load(Path(config_file) if config_file else None, **flags)
-    except ValueError as bad:
-        raise click.UsageError(str(bad)) from None
-
-
-def _endpoint_options(command):
-    """The options shared by `link wikidata` and `enrich wikidata` (settings: see README, Linking with Wikidata)."""
-    from ..settings import WikidataConfig
-    from dataclasses import fields
-
-    helps = {f.name: f.metadata["help"] for f in fields(WikidataConfig)}
-    options = [
-        click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
-                     help="A TOML file of settings (overridden by CMC_* environment variables and by flags)."),
-        click.option("--endpoint", "wikidata_endpoint", default=None, help=helps["wikidata_endpoint"]),
-        click.option("--user-agent", "wikidata_user_agent", default=None, help=helps["wikidata_user_agent"]),
-        click.option("--batch-size", "wikidata_batch_size", default=None, type=int, help=helps["wikidata_batch_size"]),
-        click.option("--timeout", "wikidata_timeout", default=None, type=float, help=helps["wikidata_timeout"]),
-        click.option("--retries", "wikidata_retries", default=None, type=int, help=helps["wikidata_retries"]),
-        click.option("--max-retry-wait", "wikidata_max_retry_wait", default=None, type=float,
-                     help=helps["wikidata_max_retry_wait"]),
-        click.option("--offline", is_flag=True, help="Fetch nothing: use the committed link set and snapshot."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    paths = checkout(settings.paths(), command)
+    return paths, paths.graph_dir / "wikidata-links"
 
 
 def _client(config):
@@ -74,9 +43,8 @@ def link():
 
 
 @link.command("wikidata")
-@_endpoint_options
-@click.option("--build-dir", type=click.Path(file_okay=False), default=None,
-              help="The build whose entities are looked up (default: build/; built first if missing).")
+@command_options("link wikidata")
+@click.option("--offline", is_flag=True, help="Fetch nothing: use the committed link set and snapshot.")
 @click.option("--curation", type=click.Path(dir_okay=False), default=None,
               help="Accept/reject decisions (default: graph/wikidata-links/curation.tsv).")
 @click.option("--links", "links_file", type=click.Path(dir_okay=False), default=None,
@@ -84,38 +52,34 @@ def link():
 @click.option("--review", type=click.Path(dir_okay=False), default=None,
               help="Where to write the candidates with their scores (default: build/wikidata-review.tsv).")
 @click.option("--strict", is_flag=True, help="Exit with status 1 when the endpoint contradicts a linked QID.")
-def link_wikidata(config_file, offline, build_dir, curation, links_file, review, strict, **flags):
+def link_wikidata(settings, offline, curation, links_file, review, strict):
     """Find and score Wikidata candidates, report contradicted links, write the links the curation accepts.
 
     States are matched by ISO 3166-1 alpha-3 (P298) and alpha-2 (P297) codes; organizations, people,
     treaties and cities by English label and type. Candidates go to the review file; only the rows of the
     curation file with decision `accept` become links (graph/wikidata-links/links.ttl).
     """
-    from ..settings import Settings
     from .client import EndpointError, EndpointUnreachable
     from .curation import CurationError, read_candidates, write_links
     from .wikidata import find_candidates, local_entities, write_review
 
-    settings, folder = _paths()
-    if build_dir:
-        settings = Settings(build_dir=Path(build_dir))
+    paths, folder = _paths(settings, "link wikidata")
     curation_path = Path(curation) if curation else folder / "curation.tsv"
     links_path = Path(links_file) if links_file else folder / "links.ttl"
-    review_path = Path(review) if review else settings.build_dir / "wikidata-review.tsv"
-    config = _config(config_file, **flags)
+    review_path = Path(review) if review else paths.build_dir / "wikidata-review.tsv"
     contradicted = False
     if offline:
         _progress("offline: nothing is fetched; the committed link set is used")
     else:
         from ..query import open_store
 
-        if not settings.dump_file.exists():
+        if not paths.dump_file.exists():
             from ..cli import _run_build
 
-            _run_build(settings, write=True)
-        entities = local_entities(open_store(settings))
-        client = _client(config)
-        _progress(f"querying {config.wikidata_endpoint} for {len(entities)} entities")
+            _run_build(paths, write=True)
+        entities = local_entities(open_store(paths))
+        client = _client(settings)
+        _progress(f"querying {settings.wikidata_endpoint} for {len(entities)} entities")
         try:
             report = find_candidates(client, entities, read_candidates(folder / "candidates.tsv"), _progress)
         except EndpointUnreachable as unreachable:
@@ -134,7 +98,7 @@ def link_wikidata(config_file, offline, build_dir, curation, links_file, review,
             contradicted = bool(report.contradictions)
     try:
         before = links_path.read_bytes() if links_path.exists() else b""
-        decisions = write_links(curation_path, links_path, settings.graph_dir / "sources.ttl")
+        decisions = write_links(curation_path, links_path, paths.graph_dir / "sources.ttl")
     except (CurationError, OSError) as bad:
         raise click.ClickException(str(bad)) from None
     accepted = [d for d in decisions if d.accepted]
@@ -147,9 +111,10 @@ def link_wikidata(config_file, offline, build_dir, curation, links_file, review,
 
 
 @link.command("import-reference")
+@command_options("link import-reference")
 @click.option("--curation", type=click.Path(dir_okay=False), default=None,
               help="The curation file to update (default: graph/wikidata-links/curation.tsv).")
-def link_import_reference(curation):
+def link_import_reference(settings, curation):
     """Turn the sourced tables in reference/ into curation decisions and unverified candidates.
 
     States: the QID OWID-CR gives each ISO 3166-1 entry. Organizations, people and cities: the QID of
@@ -160,15 +125,15 @@ def link_import_reference(curation):
     from .curation import (CurationError, merge_decisions, read_curation, reference_decisions, write_candidates,
                            write_curation, write_links)
 
-    settings, folder = _paths()
+    paths, folder = _paths(settings, "link import-reference")
     curation_path = Path(curation) if curation else folder / "curation.tsv"
     try:
         existing = read_curation(curation_path) if curation_path.exists() else []
-        decisions, candidates, skipped = reference_decisions(settings.reference_dir, settings.graph_dir,
+        decisions, candidates, skipped = reference_decisions(paths.reference_dir, paths.graph_dir,
                                                              date.today().isoformat(), existing)
         write_curation(curation_path, merge_decisions(existing, decisions))
         write_candidates(folder / "candidates.tsv", candidates, CANDIDATES_HEADER)
-        written = write_links(curation_path, folder / "links.ttl", settings.graph_dir / "sources.ttl")
+        written = write_links(curation_path, folder / "links.ttl", paths.graph_dir / "sources.ttl")
     except CurationError as bad:
         raise click.ClickException(str(bad)) from None
     click.echo(f"curation: {len(written)} decisions in {curation_path}; "
@@ -190,12 +155,13 @@ def enrich():
 
 
 @enrich.command("wikidata")
-@_endpoint_options
+@command_options("enrich wikidata")
+@click.option("--offline", is_flag=True, help="Fetch nothing: use the committed link set and snapshot.")
 @click.option("--curation", type=click.Path(dir_okay=False), default=None,
               help="Whose accepted links to enrich (default: graph/wikidata-links/curation.tsv).")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="The snapshot to write (default: graph/wikidata-enrichment/facts.ttl).")
-def enrich_wikidata(config_file, offline, curation, output, **flags):
+def enrich_wikidata(settings, offline, curation, output):
     """Pull the declared Wikidata facts (cmc_kg/link/enrich.py, FACTS) of the linked items into a snapshot.
 
     ISO codes, population with its point in time, capital, coordinates, inception, official website and logo,
@@ -205,19 +171,19 @@ def enrich_wikidata(config_file, offline, curation, output, **flags):
     from .curation import CurationError, read_curation
     from .enrich import ENRICHMENT_FOLDER, fetch_facts, render_facts, snapshot_info
 
-    settings, folder = _paths()
-    output_path = Path(output) if output else settings.graph_dir / ENRICHMENT_FOLDER / "facts.ttl"
+    paths = settings.paths()
+    output_path = Path(output) if output else paths.graph_dir / ENRICHMENT_FOLDER / "facts.ttl"
     if offline:
         click.echo(f"offline: {snapshot_info(output_path)}")
         return
+    paths, folder = _paths(settings, "enrich wikidata")
     try:
         qids = sorted({d.qid for d in read_curation(Path(curation) if curation else folder / "curation.tsv")
                        if d.accepted})
     except CurationError as bad:
         raise click.ClickException(str(bad)) from None
-    config = _config(config_file, **flags)
-    client = _client(config)
-    _progress(f"querying {config.wikidata_endpoint} for the facts of {len(qids)} linked items")
+    client = _client(settings)
+    _progress(f"querying {settings.wikidata_endpoint} for the facts of {len(qids)} linked items")
     try:
         facts = fetch_facts(client, qids, _progress)
     except EndpointUnreachable as unreachable:  # nothing was written: a failure, whatever snapshot exists
@@ -225,7 +191,7 @@ def enrich_wikidata(config_file, offline, curation, output, **flags):
     except EndpointError as failed:
         raise click.ClickException(str(failed)) from None
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    output_path.write_text(render_facts(facts, config.wikidata_endpoint), encoding="utf-8")
+    output_path.write_text(render_facts(facts, settings.wikidata_endpoint), encoding="utf-8")
     statements = sum(len(pairs) for pairs in facts.statements.values())
     click.echo(f"enrichment: {statements} statements about {len(facts.statements)} subjects in {output_path} "
                f"({client.requests} requests); run `cmc-kg build`")

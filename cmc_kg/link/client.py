@@ -22,7 +22,7 @@ from SPARQLWrapper.SPARQLExceptions import EndPointInternalError, EndPointNotFou
 
 from .. import __version__
 from ..namespaces import ONTOLOGY, P, PQ, PS, RDFS, SDO, SKOS, WD, WDT, XSD
-from ..settings import WikidataConfig
+from ..settings import Settings
 
 __all__ = ["EndpointError", "EndpointUnreachable", "WikidataClient", "default_user_agent", "PREFIX_HEADER"]
 
@@ -49,7 +49,7 @@ class EndpointUnreachable(EndpointError):
 
 def default_user_agent() -> str:
     """cmc-kg's User-Agent when none is configured: tool, version, where to find it, library."""
-    return (f"cmc-kg/{__version__} ({ONTOLOGY}; set CMC_WIKIDATA_USER_AGENT to add your contact) "
+    return (f"cmc-kg/{__version__} ({ONTOLOGY}; set CMC_KG_WIKIDATA_USER_AGENT to add your contact) "
             f"SPARQLWrapper/{sparqlwrapper_version}")
 
 
@@ -83,7 +83,7 @@ def _term(binding: dict):
 class WikidataClient:
     """SELECT queries against one endpoint; every answer is a list of rows of rdflib terms."""
 
-    def __init__(self, config: WikidataConfig, progress: Progress = lambda _: None,
+    def __init__(self, config: Settings, progress: Progress = lambda _: None,
                  sleep: Callable[[float], None] = time.sleep):
         self.config, self.progress, self.sleep = config, progress, sleep
         self.endpoint = config.wikidata_endpoint

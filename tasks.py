@@ -29,8 +29,12 @@ def setup() -> None:
     if not stamp.exists() or stamp.read_text() != wanted:
         print("installing cmc-kg and its dependencies into .venv", file=sys.stderr)
         pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "-c", str(ROOT / CONSTRAINTS)]
-        subprocess.run([*pip, "pip"], check=True)
-        subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+        for what in (["pip"], ["-e", f"{ROOT}[test]"]):
+            # setuptools prints warning banners (about editable installs) that look like errors on a first
+            # install; pip's output is shown only when it fails.
+            done = subprocess.run([*pip, *what], capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"{done.stdout}{done.stderr}pip install {' '.join(what)} failed (exit {done.returncode})")
         stamp.write_text(wanted)
 
 

@@ -183,6 +183,45 @@ def import_tables_command():
         click.echo(f"  {count:>7} triples  {path}")
 
 
+@main.group("refresh")
+def refresh():
+    """Bring a source up to date from its publisher and rebuild."""
+
+
+@refresh.command("untc")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--retrieved", default=None, help="The date the pages were retrieved (YYYY-MM-DD; default: today, UTC).")
+@click.option("--url-template", default=None, help="Where to download each page from ({mtdsg} is the page's number; "
+                                                    "default: the UN Treaty Collection).")
+@click.option("--no-build", is_flag=True, help="Update the tables and graph/ but do not rebuild.")
+@build_dir_option
+def refresh_untc_command(files, retrieved, url_template, no_build, build_dir):
+    """Read the UN Treaty Collection status pages (downloaded, or saved copies given as FILES: .html or .html.gz)
+    of the CCM, the Mine Ban Treaty, the CCW and its protocols into reference/, regenerate graph/ and rebuild."""
+    import datetime as dt
+
+    from .tables import import_tables
+    from .untc import PAGE_URL, LayoutError, refresh_untc
+
+    settings = _settings(build_dir)
+    retrieved = retrieved or dt.datetime.now(dt.timezone.utc).date().isoformat()
+    try:
+        dt.date.fromisoformat(retrieved)
+        pages, changed = refresh_untc(settings.reference_dir, list(files), retrieved, url_template or PAGE_URL,
+                                      progress=_progress)
+    except (LayoutError, ValueError, OSError) as error:
+        raise click.ClickException(f"refresh failed, no table changed: {error}") from None
+    for page in pages:
+        _progress(f"{page.mtdsg}: {len(page.participants)} participants, {len(page.notes)} end-notes, "
+                  f"status as at {page.as_at} ({page.source})")
+    for path in changed:
+        _progress(f"updated {path}")
+    import_tables(settings.reference_dir, settings.graph_dir)
+    _progress(f"regenerated graph/ from reference/ ({len(changed)} table(s) changed)")
+    if not no_build:
+        build_command.callback(build_dir)
+
+
 def _setting_help(name: str) -> str:
     from .settings import ServerConfig
 

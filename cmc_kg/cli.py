@@ -222,6 +222,33 @@ def refresh_untc_command(files, retrieved, url_template, no_build, build_dir):
         build_command.callback(build_dir)
 
 
+@main.command("diff")
+@click.argument("old", type=click.Path(exists=True, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, path_type=Path))
+@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the Markdown changelog here (default: standard output).")
+@click.option("--rdf", "rdf_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the changes as RDF (Turtle, cmc:Change) here.")
+def diff_command(old, new, markdown_file, rdf_file):
+    """What changed from OLD to NEW (each a build folder, a release folder or an N-Quads dump): states that
+    became signatories or parties, withdrawals, dates that changed, organizations, memberships, claims, notes."""
+    from .diff import diff, load_snapshot, to_markdown, to_rdf
+
+    try:
+        before, after = load_snapshot(old), load_snapshot(new)
+    except (OSError, ValueError, KeyError) as error:
+        raise click.ClickException(str(error)) from None
+    changes = diff(before, after)
+    text = to_markdown(changes, before.version, after.version)
+    if markdown_file:
+        markdown_file.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+    if rdf_file:
+        to_rdf(changes, before.version, after.version).serialize(rdf_file, format="turtle", encoding="utf-8")
+    _progress(f"{len(changes)} changes from {before.version} to {after.version}")
+
+
 def _setting_help(name: str) -> str:
     from .settings import ServerConfig
 

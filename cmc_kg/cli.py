@@ -249,6 +249,35 @@ def diff_command(old, new, markdown_file, rdf_file):
     _progress(f"{len(changes)} changes from {before.version} to {after.version}")
 
 
+@main.command("release")
+@click.argument("version")
+@click.option("--since", type=click.Path(exists=True, path_type=Path), default=None,
+              help="The release (folder) or build to list the changes from (default: the latest in releases/).")
+@click.option("--first", is_flag=True, help="The first release: compare with nothing.")
+@click.option("--releases-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where releases are kept (default: releases/ in the checkout).")
+@build_dir_option
+def release_command(version, since, first, releases_dir, build_dir):
+    """Make release VERSION of the latest build: release.json (version, date, each source's as-at date, checksums)
+    and the changes since the previous release (CHANGES.md, changes.ttl) beside the dump, for /dumps/ and the entity
+    pages, and a copy under releases/VERSION/."""
+    from .diff import RELEASE_FILE
+    from .release import ReleaseError, latest_release, make_release
+
+    settings = _settings(build_dir)
+    releases_dir = releases_dir or settings.root / "releases"
+    if since is None and not first:
+        since = latest_release(releases_dir)
+    try:
+        release = make_release(settings, version, since, releases_dir)
+    except (ReleaseError, OSError) as error:
+        raise click.ClickException(f"no release made: {error}") from None
+    dated = ", ".join(f"{key} {date}" for key, date in release["sources_as_at"].items() if key.startswith("UNTC"))
+    click.echo(f"release {version} of {settings.dump_file} ({release['files']['cmc-kg.nq']['sha256'][:12]}…): "
+               f"{settings.build_dir / RELEASE_FILE}, kept in {releases_dir / version}; sources as at: {dated}"
+               + (f"; {release['changes']} changes since {release['since']}" if release["since"] else ""))
+
+
 def _setting_help(name: str) -> str:
     from .settings import ServerConfig
 

@@ -87,3 +87,45 @@ def test_diff_command_writes_markdown_and_rdf(built, changed_build, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "cmc_kg.cli", "diff", str(tmp_path), str(changed_build.dump_file)],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "holds no cmc-kg.nq" in missing.stderr
+
+
+def test_release_records_its_sources_and_changes_and_the_server_shows_them(built, changed_build, tmp_path):
+    """Release 2026.02 of the repository's build, then 2026.03 of the changed build: release.json, checksums,
+    CHANGES.md beside the dump; /dumps/ names the release, the entity page of the new party says what changed."""
+    import hashlib
+    import json
+    import urllib.request
+
+    from cmc_kg.release import ReleaseError, make_release
+    from conftest import start_server, stop_server
+
+    releases = tmp_path / "releases"
+    first = make_release(built[0], "2026.02", None, releases, today="2026-02-04")
+    assert first["since"] is None and first["sources_as_at"]["ISO-CODES"] == ""
+    second = make_release(changed_build, "2026.03", releases / "2026.02", releases, today="2026-02-11")
+    assert (second["since"], second["changes"]) == ("2026.02", 5)
+    build_dir = changed_build.build_dir
+    assert json.loads((build_dir / "release.json").read_text()) == second
+    assert second["files"]["cmc-kg.nq"]["sha256"] == hashlib.sha256(changed_build.dump_file.read_bytes()).hexdigest()
+    assert (releases / "2026.03" / "SHA256SUMS").read_text().count("\n") == 3
+    with pytest.raises(ReleaseError, match="never overwritten"):
+        make_release(changed_build, "2026.03", None, releases)
+    with pytest.raises(ReleaseError, match="version"):
+        make_release(changed_build, "../x", None, releases)
+
+    server = start_server(build_dir, "--workers", "1")
+    try:
+        def page(path):
+            request = urllib.request.Request(server.url + path, headers={"Accept": "text/html"})
+            return urllib.request.urlopen(request, timeout=120).read().decode()
+
+        dumps = page("/dumps/")
+        assert "Release 2026.03" in dumps and "5 changes since release 2026.02" in dumps
+        assert second["files"]["CHANGES.md"]["sha256"] in dumps
+        assert page("/dumps/CHANGES.md") == (build_dir / "CHANGES.md").read_text()
+        finland = page("/id/country/FIN")
+        assert "Changed since release 2026.02" in finland
+        assert "Finland, Convention on Cluster Munitions: accession 2026-02-05" in finland
+        assert "Changed since release" not in page("/id/country/FRA")
+    finally:
+        stop_server(server)

@@ -200,7 +200,7 @@ def refresh_untc_command(files, retrieved, url_template, no_build, build_dir):
     of the CCM, the Mine Ban Treaty, the CCW and its protocols into reference/, regenerate graph/ and rebuild."""
     import datetime as dt
 
-    from .tables import import_tables
+    from .tables import SOURCES_FILE, TableError, import_tables
     from .untc import PAGE_URL, LayoutError, refresh_untc
 
     settings = _settings(build_dir)
@@ -208,7 +208,7 @@ def refresh_untc_command(files, retrieved, url_template, no_build, build_dir):
     try:
         dt.date.fromisoformat(retrieved)
         pages, changed = refresh_untc(settings.reference_dir, list(files), retrieved, url_template or PAGE_URL,
-                                      progress=_progress)
+                                      progress=_progress, sources_file=settings.graph_dir / SOURCES_FILE)
     except (LayoutError, ValueError, OSError) as error:
         raise click.ClickException(f"refresh failed, no table changed: {error}") from None
     for page in pages:
@@ -216,8 +216,11 @@ def refresh_untc_command(files, retrieved, url_template, no_build, build_dir):
                   f"status as at {page.as_at} ({page.source})")
     for path in changed:
         _progress(f"updated {path}")
-    import_tables(settings.reference_dir, settings.graph_dir)
-    _progress(f"regenerated graph/ from reference/ ({len(changed)} table(s) changed)")
+    try:
+        import_tables(settings.reference_dir, settings.graph_dir)
+    except TableError as error:
+        raise click.ClickException(f"the new tables are written but graph/ could not be regenerated: {error}") from None
+    _progress(f"regenerated graph/ from reference/ ({len(changed)} file(s) changed)")
     if not no_build:
         build_command.callback(build_dir)
 

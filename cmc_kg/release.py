@@ -70,7 +70,7 @@ def latest_release(releases_dir: Path) -> Path | None:
     return max(found)[2] if found else None
 
 
-def make_release(settings: Settings, version: str, since: Path | None = None, releases_dir: Path | None = None,
+def make_release(settings: Settings, version: str, since: Path | None, releases_dir: Path,
                  today: str | None = None) -> dict:
     """Write release.json (and the changes since a previous release) beside the build's dump and keep a copy of the
     release in releases/<version>/; returns the release record."""
@@ -79,7 +79,6 @@ def make_release(settings: Settings, version: str, since: Path | None = None, re
     dump = settings.dump_file
     if not dump.exists():
         raise ReleaseError(f"{dump} does not exist: run `cmc-kg build` first")
-    releases_dir = releases_dir or settings.root / "releases"
     target = releases_dir / version
     if target.exists():
         raise ReleaseError(f"{target} exists: a release is never overwritten; choose a new version")

@@ -19,7 +19,7 @@ import re
 import tempfile
 import unicodedata
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .tables import COUNTRIES_FILE, NOTES_FILE, PARTICIPANT_FILES
@@ -71,6 +71,9 @@ COLUMNS = {
 # The end-notes the notes table holds: those of the three conventions (the protocols' notes are not recorded).
 NOTES_OF = ("XXVI-6", "XXVI-5", "XXVI-2")
 RETRIEVAL_FILE = "untc_pages.csv"
+# The source records (graph/sources.ttl) whose as-at date is the pages': the depositary's tables and the dates
+# derived from them. (UNTC-COUNTS, counts for days that claims name, keeps the date its counts were checked on.)
+SOURCE_KEYS = ("UNTC", "UNTC-ART17")
 RETRIEVAL_COLUMNS = ["untc_mtdsg", "url", "read_from", "status_as_at", "retrieved", "sha256"]
 
 MONTHS = {name: number for number, name in enumerate(
@@ -112,7 +115,6 @@ class Page:
     sha256: str = ""
     retrieved: str = ""
     url: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 # Column headings of the participant table -> the cell key they hold.
@@ -362,6 +364,30 @@ def write_tables(tables: dict[str, list[dict[str, str]]], pages: list[Page], ref
     return changed
 
 
+def _atomic_write(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def source_record_dates(sources_file: Path, as_at: str) -> str:
+    """graph/sources.ttl with the as-at date (cmc:asOf) of the UNTC source records set to the pages' date."""
+    records = sources_file.read_text(encoding="utf-8").split("\n\n")  # one record per paragraph
+    dated = re.compile(r'cmc:asOf "\d{4}-\d{2}-\d{2}"\^\^xsd:date')
+    for key in SOURCE_KEYS:
+        found = [i for i, record in enumerate(records) if f'cmc:sourceKey "{key}" ;' in record]
+        if len(found) != 1 or len(dated.findall(records[found[0]])) != 1:
+            raise LayoutError(f"{sources_file}: expected one record with cmc:sourceKey \"{key}\" holding one "
+                              f"cmc:asOf \"YYYY-MM-DD\"^^xsd:date")
+        records[found[0]] = dated.sub(f'cmc:asOf "{as_at}"^^xsd:date', records[found[0]])
+    return "\n\n".join(records)
+
+
 def read_pages(files: list[Path] | None, retrieved: str, url_template: str = PAGE_URL,
                timeout: float = 60.0, progress=lambda message: None) -> list[Page]:
     """Parse saved copies (files) or download every page from the depositary (url_template)."""
@@ -395,8 +421,17 @@ def read_pages(files: list[Path] | None, retrieved: str, url_template: str = PAG
 
 
 def refresh_untc(reference: Path, files: list[Path] | None, retrieved: str, url_template: str = PAGE_URL,
-                 progress=lambda message: None) -> tuple[list[Page], list[Path]]:
-    """Read the pages, parse them into the tables and write those that changed; the caller rebuilds."""
+                 progress=lambda message: None, sources_file: Path | None = None) -> tuple[list[Page], list[Path]]:
+    """Read the pages, parse them into the tables and write those that changed, and set the as-at date of the
+    source records (sources_file, graph/sources.ttl) to the pages'; the caller regenerates graph/ and rebuilds."""
     pages = read_pages(files, retrieved, url_template, progress=progress)
     tables = tables_from_pages(pages, reference)
-    return pages, write_tables(tables, pages, reference)
+    dates = sorted({page.as_at for page in pages})
+    if len(dates) != 1:
+        raise LayoutError(f"the pages are as at different dates ({', '.join(dates)}); read them again together")
+    sources = source_record_dates(sources_file, dates[0]) if sources_file else None
+    changed = write_tables(tables, pages, reference)
+    if sources is not None and sources != sources_file.read_text(encoding="utf-8"):
+        _atomic_write(sources_file, sources)
+        changed.append(sources_file)
+    return pages, changed

@@ -27,7 +27,8 @@ def changed_build(tmp_path_factory) -> Settings:
     root = tmp_path_factory.mktemp("changed")
     for folder in ("ontology", "graph", "reference"):
         shutil.copytree(REPO_ROOT / folder, root / folder)
-    untc.refresh_untc(root / "reference", write_pages(changed_pages(), root / "pages"), "2026-02-11")
+    untc.refresh_untc(root / "reference", write_pages(changed_pages(), root / "pages"), "2026-02-11",
+                      sources_file=root / "graph" / "sources.ttl")
     import_tables(root / "reference", root / "graph")
     settings = Settings(root=root)
     build(settings)
@@ -46,14 +47,17 @@ def test_a_build_has_no_changes_from_itself(built):
 
 
 def test_changed_pages_give_exactly_their_changes(changes):
-    action, note = PREFIXES["action"], PREFIXES["note"]
+    action, note, source = PREFIXES["action"], PREFIXES["note"], PREFIXES["source"]
     assert [(c.kind, c.subject) for c in changes] == [
         (CMC.BecameParty, f"{action}ccm/FIN/accession"),
         (CMC.WithdrawalNotified, f"{action}mbt/ALB/withdrawal-notification"),
         (CMC.TreatyActionAdded, f"{action}ccm/FIN/entry-into-force"),
         (CMC.NoteAdded, f"{note}ccm/9"),
         (CMC.NoteAdded, f"{note}mbt/13"),
+        (CMC.SourceUpdated, f"{source}untc"),
+        (CMC.SourceUpdated, f"{source}untc-art17"),
     ]
+    assert (changes[-2].old, changes[-2].new) == ("2026-02-03", "2026-02-10")
     assert changes[0].new == "2026-02-05" and "accession" in changes[0].text
     assert "2026-08-06" in changes[1].text
 
@@ -83,7 +87,7 @@ def test_diff_command_writes_markdown_and_rdf(built, changed_build, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "- Albania, Mine Ban Treaty: withdrawal notified 2026-02-06 (to take effect 2026-08-06)" in result.stdout
-    assert len(list(Graph().parse(tmp_path / "changes.ttl").subjects(predicate=CMC.changeKind))) == 5
+    assert len(list(Graph().parse(tmp_path / "changes.ttl").subjects(predicate=CMC.changeKind))) == 7
     missing = subprocess.run([sys.executable, "-m", "cmc_kg.cli", "diff", str(tmp_path), str(changed_build.dump_file)],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "holds no cmc-kg.nq" in missing.stderr
@@ -103,7 +107,8 @@ def test_release_records_its_sources_and_changes_and_the_server_shows_them(built
     first = make_release(built[0], "2026.02", None, releases, today="2026-02-04")
     assert first["since"] is None and first["sources_as_at"]["ISO-CODES"] == ""
     second = make_release(changed_build, "2026.03", releases / "2026.02", releases, today="2026-02-11")
-    assert (second["since"], second["changes"]) == ("2026.02", 5)
+    assert (second["since"], second["changes"]) == ("2026.02", 7)
+    assert (first["sources_as_at"]["UNTC"], second["sources_as_at"]["UNTC"]) == ("2026-02-03", "2026-02-10")
     build_dir = changed_build.build_dir
     assert json.loads((build_dir / "release.json").read_text()) == second
     assert second["files"]["cmc-kg.nq"]["sha256"] == hashlib.sha256(changed_build.dump_file.read_bytes()).hexdigest()
@@ -120,7 +125,7 @@ def test_release_records_its_sources_and_changes_and_the_server_shows_them(built
             return urllib.request.urlopen(request, timeout=120).read().decode()
 
         dumps = page("/dumps/")
-        assert "Release 2026.03" in dumps and "5 changes since release 2026.02" in dumps
+        assert "Release 2026.03" in dumps and "7 changes since release 2026.02" in dumps
         assert second["files"]["CHANGES.md"]["sha256"] in dumps
         assert page("/dumps/CHANGES.md") == (build_dir / "CHANGES.md").read_text()
         finland = page("/id/country/FIN")

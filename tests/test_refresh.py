@@ -11,8 +11,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from rdflib import Graph, Literal
 
 from cmc_kg import untc
+from cmc_kg.namespaces import CMC
 from cmc_kg.settings import REPO_ROOT
 from conftest import free_port
 
@@ -104,8 +106,10 @@ def test_committed_page_record_names_the_saved_pages():
 
 def test_changed_copy_gives_exactly_its_changes(tmp_path):
     reference = reference_copy(tmp_path)
+    sources = tmp_path / "sources.ttl"
+    shutil.copy(REPO_ROOT / "graph" / "sources.ttl", sources)
     before = {key: table_rows(reference / file) for key, file in untc.TABLE_FILES.items()}
-    untc.refresh_untc(reference, write_pages(changed_pages(), tmp_path / "pages"), "2026-02-11")
+    untc.refresh_untc(reference, write_pages(changed_pages(), tmp_path / "pages"), "2026-02-11", sources_file=sources)
     after = {key: table_rows(reference / file) for key, file in untc.TABLE_FILES.items()}
 
     def without_as_at(rows):
@@ -132,6 +136,11 @@ def test_changed_copy_gives_exactly_its_changes(tmp_path):
                  for r in without_as_at(after["notes"]) if r not in without_as_at(before["notes"])]
     assert new_notes == [("XXVI-6", "9", "Austria"), ("XXVI-5", "13", "Albania")]
     assert len(after["notes"]) == len(before["notes"]) + 2
+    # The as-at date is data on the source records, which keep their IRIs (and so their graphs').
+    registry = Graph().parse(sources)
+    assert {str(registry.value(registry.value(None, CMC.sourceKey, Literal(key)), CMC.asOf))
+            for key in ("UNTC", "UNTC-ART17")} == {CHANGED_AS_AT}
+    assert str(registry.value(registry.value(None, CMC.sourceKey, Literal("UNTC-COUNTS")), CMC.asOf)) == "2026-02-03"
     record = {row["untc_mtdsg"]: row for row in table_rows(reference / untc.RETRIEVAL_FILE)}
     assert {(row["status_as_at"], row["retrieved"]) for row in record.values()} == {(CHANGED_AS_AT, "2026-02-11")}
 

@@ -230,8 +230,8 @@ class Countries:
         try:
             return self.by_name[_key(name)]
         except KeyError:
-            raise LayoutError(f"{where}: participant {name!r} matches no ISO 3166-1 name; add its UNTC name with "
-                              f"its codes to a table in reference/ (see reference/SOURCES.md)") from None
+            raise LayoutError(f"{where}: participant {name!r} matches no ISO 3166-1 name in {COUNTRIES_FILE} and no "
+                              f"UNTC name the participant tables hold; nothing was written") from None
 
 
 def _key(name: str) -> str:

@@ -151,6 +151,7 @@ def test_changed_copy_gives_exactly_its_changes(tmp_path):
     (("Provisional application(n)", "Provisional"), "unexpected column 'Provisional'"),
     (("<td>16 Jun\t 2009 <br></td>", "<td>June 16, 2009<br></td>"), "expected a date such as"),
     (("<td>Albania<br></td>", "<td>Albania<br></td><td></td>"), "has 5 cells, expected 4"),
+    (("<td>Albania<br></td>", "<td>Atlantis<br></td>"), "'Atlantis' matches no ISO 3166-1 name"),
 ])
 def test_changed_layout_fails_naming_what_was_expected_and_writes_nothing(tmp_path, change, expected):
     reference = reference_copy(tmp_path)

@@ -283,7 +283,10 @@ def entity(rest: str) -> Response:
         text = (f"CONSTRUCT {{ <{iri}> ?p ?o }} WHERE {{ GRAPH ?g {{ <{iri}> ?p ?o }} "
                 f"FILTER(?g != <{INFERRED_GRAPH}>) }}")
         return _finish(_construct(text, fmt.name), fmt.name)
-    return _finish(Response(render_template("entity.html", **entity_page(iri)), mimetype="text/html"), "html")
+    page = entity_page(iri)
+    # A release made after the build adds "changed since" to the page: the ETag changes with it.
+    return _finish(Response(render_template("entity.html", **page), mimetype="text/html"), "html",
+                   (page["release"] or {}).get("version", ""))
 
 
 def entity_page(iri: str) -> dict:

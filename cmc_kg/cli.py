@@ -184,6 +184,105 @@ def import_tables_command(settings):
         click.echo(f"  {count:>7} triples  {path}")
 
 
+@main.group("refresh")
+def refresh():
+    """Bring a source up to date from its publisher and rebuild."""
+
+
+@refresh.command("untc")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--retrieved", default=None, help="The date the pages were retrieved (YYYY-MM-DD; default: today, UTC).")
+@click.option("--url-template", default=None, help="Where to download each page from ({mtdsg} is the page's number; "
+                                                    "default: the UN Treaty Collection).")
+@click.option("--no-build", is_flag=True, help="Update the tables and graph/ but do not rebuild.")
+@command_options("refresh untc")
+def refresh_untc_command(settings, files, retrieved, url_template, no_build):
+    """Read the UN Treaty Collection status pages (downloaded, or saved copies given as FILES: .html or .html.gz)
+    of the CCM, the Mine Ban Treaty, the CCW and its protocols into reference/, regenerate graph/ and rebuild."""
+    import datetime as dt
+
+    from .tables import SOURCES_FILE, TableError, import_tables
+    from .untc import PAGE_URL, LayoutError, refresh_untc
+
+    paths = checkout(settings.paths(), "refresh untc")
+    retrieved = retrieved or dt.datetime.now(dt.timezone.utc).date().isoformat()
+    try:
+        dt.date.fromisoformat(retrieved)
+        pages, changed = refresh_untc(paths.reference_dir, list(files), retrieved, url_template or PAGE_URL,
+                                      progress=_progress, sources_file=paths.graph_dir / SOURCES_FILE)
+    except (LayoutError, ValueError, OSError) as error:
+        raise click.ClickException(f"refresh failed, no table changed: {error}") from None
+    for page in pages:
+        _progress(f"{page.mtdsg}: {len(page.participants)} participants, {len(page.notes)} end-notes, "
+                  f"status as at {page.as_at} ({page.source})")
+    for path in changed:
+        _progress(f"updated {path}")
+    try:
+        import_tables(paths.reference_dir, paths.graph_dir)
+    except TableError as error:
+        raise click.ClickException(f"the new tables are written but graph/ could not be regenerated: {error}") from None
+    _progress(f"regenerated graph/ from reference/ ({len(changed)} file(s) changed)")
+    if not no_build:
+        _run_build(paths, write=True)
+        _progress(f"built {paths.dump_file}")
+
+
+@main.command("diff")
+@click.argument("old", type=click.Path(exists=True, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, path_type=Path))
+@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the Markdown changelog here (default: standard output).")
+@click.option("--rdf", "rdf_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the changes as RDF (Turtle, cmc:Change) here.")
+def diff_command(old, new, markdown_file, rdf_file):
+    """What changed from OLD to NEW (each a build folder, a release folder or an N-Quads dump): states that
+    became signatories or parties, withdrawals, dates that changed, organizations, memberships, claims, notes."""
+    from .diff import diff, load_snapshot, to_markdown, to_rdf
+
+    try:
+        before, after = load_snapshot(old), load_snapshot(new)
+    except (OSError, ValueError, KeyError) as error:
+        raise click.ClickException(str(error)) from None
+    changes = diff(before, after)
+    text = to_markdown(changes, before.version, after.version)
+    if markdown_file:
+        markdown_file.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+    if rdf_file:
+        to_rdf(changes, before.version, after.version).serialize(rdf_file, format="turtle", encoding="utf-8")
+    _progress(f"{len(changes)} changes from {before.version} to {after.version}")
+
+
+@main.command("release")
+@click.argument("version")
+@click.option("--since", type=click.Path(exists=True, path_type=Path), default=None,
+              help="The release (folder) or build to list the changes from (default: the latest in releases/).")
+@click.option("--first", is_flag=True, help="The first release: compare with nothing.")
+@click.option("--releases-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where releases are kept (default: releases/ in the checkout).")
+@command_options("release")
+def release_command(settings, version, since, first, releases_dir):
+    """Make release VERSION of the latest build: release.json (version, date, each source's as-at date, checksums)
+    and the changes since the previous release (CHANGES.md, changes.ttl) beside the dump, for /dumps/ and the entity
+    pages, and a copy under releases/VERSION/."""
+    from .diff import RELEASE_FILE
+    from .release import ReleaseError, latest_release, make_release
+
+    paths = settings.paths()
+    releases_dir = releases_dir or paths.root / "releases"
+    if since is None and not first:
+        since = latest_release(releases_dir)
+    try:
+        release = make_release(paths, version, since, releases_dir)
+    except (ReleaseError, OSError) as error:
+        raise click.ClickException(f"no release made: {error}") from None
+    dated = ", ".join(f"{key} {date}" for key, date in release["sources_as_at"].items() if key.startswith("UNTC"))
+    click.echo(f"release {version} of {paths.dump_file} ({release['files']['cmc-kg.nq']['sha256'][:12]}…): "
+               f"{paths.build_dir / RELEASE_FILE}, kept in {releases_dir / version}; sources as at: {dated}"
+               + (f"; {release['changes']} changes since {release['since']}" if release["since"] else ""))
+
+
 @main.command("serve")
 @command_options("serve")
 def serve_command(settings):

@@ -70,21 +70,21 @@ TABLES = {t.name: t for t in (
     Table("treaty-status", "one row per state and treaty: each dated action and the status on the depositary's as-at date", """
 SELECT ?iso3 ?state ?treatyName ?signed ?consentKind ?consented ?entryIntoForce ?withdrawalNotified
        ?withdrawalEffective ?provisionalApplication ?status ?treaty ?country WHERE {
-  { SELECT DISTINCT ?country ?treaty WHERE { GRAPH graph:untc-2026-02-03 { ?a cmc:actor ?country ; cmc:treaty ?treaty } } }
-  OPTIONAL { GRAPH graph:untc-2026-02-03 { ?s a cmc:Signature ; cmc:actor ?country ; cmc:treaty ?treaty ; cmc:date ?signed } }
-  OPTIONAL { GRAPH graph:untc-2026-02-03 { ?c a ?kind ; cmc:actor ?country ; cmc:treaty ?treaty ; cmc:date ?consented }
+  { SELECT DISTINCT ?country ?treaty WHERE { GRAPH graph:untc { ?a cmc:actor ?country ; cmc:treaty ?treaty } } }
+  OPTIONAL { GRAPH graph:untc { ?s a cmc:Signature ; cmc:actor ?country ; cmc:treaty ?treaty ; cmc:date ?signed } }
+  OPTIONAL { GRAPH graph:untc { ?c a ?kind ; cmc:actor ?country ; cmc:treaty ?treaty ; cmc:date ?consented }
              ?kind rdfs:subClassOf* cmc:ConsentToBeBound ; rdfs:label ?consentKind . }
-  OPTIONAL { GRAPH graph:untc-2026-02-03-art17 { ?e a cmc:EntryIntoForceForState ; cmc:actor ?country ;
+  OPTIONAL { GRAPH graph:untc-art17 { ?e a cmc:EntryIntoForceForState ; cmc:actor ?country ;
                                                  cmc:treaty ?treaty ; cmc:date ?entryIntoForce } }
-  OPTIONAL { GRAPH graph:untc-2026-02-03 { ?n a cmc:WithdrawalNotification ; cmc:actor ?country ; cmc:treaty ?treaty ;
+  OPTIONAL { GRAPH graph:untc { ?n a cmc:WithdrawalNotification ; cmc:actor ?country ; cmc:treaty ?treaty ;
                                            cmc:date ?withdrawalNotified } }
-  OPTIONAL { GRAPH graph:untc-2026-02-03 { ?w a cmc:WithdrawalEffective ; cmc:actor ?country ; cmc:treaty ?treaty ;
+  OPTIONAL { GRAPH graph:untc { ?w a cmc:WithdrawalEffective ; cmc:actor ?country ; cmc:treaty ?treaty ;
                                            cmc:date ?withdrawalEffective } }
-  OPTIONAL { GRAPH graph:untc-2026-02-03 { ?p a cmc:ProvisionalApplication ; cmc:actor ?country ; cmc:treaty ?treaty ;
+  OPTIONAL { GRAPH graph:untc { ?p a cmc:ProvisionalApplication ; cmc:actor ?country ; cmc:treaty ?treaty ;
                                            cmc:date ?provisionalApplication } }
   ?country cmc:isoAlpha3 ?iso3 ; rdfs:label ?state .
   ?treaty rdfs:label ?treatyName .
-  graph:untc-2026-02-03 prov:wasDerivedFrom/cmc:asOf ?asAt .
+  graph:untc prov:wasDerivedFrom/cmc:asOf ?asAt .
   BIND (IF(BOUND(?withdrawalEffective) && ?withdrawalEffective <= ?asAt, "withdrawn",
         IF(BOUND(?consented), IF(BOUND(?withdrawalNotified), "party, withdrawal pending", "party"),
         IF(BOUND(?signed), "signatory", "none"))) AS ?status)

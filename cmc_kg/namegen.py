@@ -61,7 +61,8 @@ def bind_prefixes(graph):
 ENTITY_KINDS = {"country": "country", "org": "kgorg", "person": "person", "place": "place", "treaty": "treaty",
                 "event": "event", "action": "action", "membership": "membership", "claim": "claim",
                 "goal": "goal", "office": "office", "note": "note", "source": "source", "link": "link",
-                "m49": "m49", "document": "document", "participation": "participation", "status": "status"}
+                "m49": "m49", "document": "document", "participation": "participation", "status": "status",
+                "change": "change"}
 
 
 # Vocabularies rdflib does not ship, taken from the ontology's prefix lines.

@@ -43,9 +43,16 @@ class CMC(DefinedNamespace):
     Approval: URIRef
     Around: URIRef
     AtLeast: URIRef
+    BecameParty: URIRef
+    BecameSignatory: URIRef
     Campaign: URIRef
+    Change: URIRef
+    ChangeKind: URIRef
+    ChangeKinds: URIRef
     City: URIRef
     CivilSocietyOrganization: URIRef
+    ClaimAdded: URIRef
+    ClaimRemoved: URIRef
     ClusterMunition: URIRef
     ClusterMunitionStatus: URIRef
     ClusterMunitionStatusKind: URIRef
@@ -57,6 +64,7 @@ class CMC(DefinedNamespace):
     CoordinatorRole: URIRef
     Country: URIRef
     CuratedDecision: URIRef
+    DateChanged: URIRef
     Declaration: URIRef
     DepositaryNote: URIRef
     Derived: URIRef
@@ -89,12 +97,16 @@ class CMC(DefinedNamespace):
     Measures: URIRef
     MeetingOfStatesParties: URIRef
     MemberRole: URIRef
+    MembershipAdded: URIRef
+    MembershipEnded: URIRef
     MembershipRole: URIRef
     Merger: URIRef
     MoreThan: URIRef
     NGO: URIRef
     NationalCampaign: URIRef
     NationallyBasedOrganization: URIRef
+    NoteAdded: URIRef
+    NoteChanged: URIRef
     NumberOfAdoptingStates: URIRef
     NumberOfAmbassadors: URIRef
     NumberOfContaminatedStates: URIRef
@@ -119,8 +131,10 @@ class CMC(DefinedNamespace):
     NumberOfUserStates: URIRef
     Office: URIRef
     OpeningForSignature: URIRef
+    OrganizationAdded: URIRef
     OrganizationKind: URIRef
     OrganizationKinds: URIRef
+    OrganizationRemoved: URIRef
     ParticipantRole: URIRef
     Participation: URIRef
     Primary: URIRef
@@ -143,6 +157,7 @@ class CMC(DefinedNamespace):
     SourceDocument: URIRef
     SourceQualities: URIRef
     SourceQuality: URIRef
+    SourceUpdated: URIRef
     StaffRole: URIRef
     SteeringCommittee: URIRef
     SteeringCommitteeMemberRole: URIRef
@@ -156,6 +171,8 @@ class CMC(DefinedNamespace):
     Transferor: URIRef
     Treaty: URIRef
     TreatyAction: URIRef
+    TreatyActionAdded: URIRef
+    TreatyActionRemoved: URIRef
     TreatyEvent: URIRef
     User: URIRef
     WeaponType: URIRef
@@ -163,6 +180,8 @@ class CMC(DefinedNamespace):
     WikidataLink: URIRef
     WithdrawalEffective: URIRef
     WithdrawalNotification: URIRef
+    WithdrawalNotified: URIRef
+    WithdrawalTookEffect: URIRef
     WorldwideOrganization: URIRef
     actor: URIRef
     adopted: URIRef
@@ -175,6 +194,7 @@ class CMC(DefinedNamespace):
     birthDate: URIRef
     campaignsAgainst: URIRef
     campaignsFor: URIRef
+    changeKind: URIRef
     city: URIRef
     claimSubject: URIRef
     commit: URIRef
@@ -194,6 +214,7 @@ class CMC(DefinedNamespace):
     hasGoal: URIRef
     inForceFrom: URIRef
     inM49Area: URIRef
+    inVersion: URIRef
     isoAlpha2: URIRef
     isoAlpha3: URIRef
     laureate: URIRef
@@ -204,8 +225,10 @@ class CMC(DefinedNamespace):
     mergedOrganization: URIRef
     monitors: URIRef
     nationality: URIRef
+    newValue: URIRef
     nobelPrizeLaureateId: URIRef
     officialName: URIRef
+    oldValue: URIRef
     ordinal: URIRef
     partOfProcess: URIRef
     participant: URIRef
@@ -230,6 +253,7 @@ class CMC(DefinedNamespace):
     scheduledEffectiveDate: URIRef
     setUpBy: URIRef
     signedOn: URIRef
+    sinceVersion: URIRef
     sourceKey: URIRef
     state: URIRef
     status: URIRef
@@ -264,6 +288,7 @@ PREFIXES = {
     "document": Namespace(str(ID) + "document/"),
     "participation": Namespace(str(ID) + "participation/"),
     "status": Namespace(str(ID) + "status/"),
+    "change": Namespace(str(ID) + "change/"),
     "id": ID,
     "graph": GRAPH,
     "p": P,

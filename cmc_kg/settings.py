@@ -80,7 +80,7 @@ def _user_build_dir() -> Path:
 
 
 # The commands that read or write a build (their --build-dir); every command has --root.
-BUILD_COMMANDS = ("build", "query", "stats", "export", "push", "serve", "link wikidata")
+BUILD_COMMANDS = ("build", "query", "stats", "export", "push", "serve", "link wikidata", "refresh untc", "release")
 WIKIDATA_COMMANDS = ("link wikidata", "enrich wikidata")
 
 

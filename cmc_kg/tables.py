@@ -54,11 +54,12 @@ PARTICIPANT_FILES = {
 }
 COUNTRIES_FILE = "countries_iso_wikidata_owid.csv"
 NOTES_FILE = "untc_footnotes_ccm_mbt_ccw.csv"
+SOURCES_FILE = "sources.ttl"  # in graph/: the source registry
 M49_FILE = "m49_regions.csv"
 
 # The folders (source slugs) the generated files go to.
-UNTC_FOLDER = "untc-2026-02-03"
-ART17_FOLDER = "untc-2026-02-03-art17"
+UNTC_FOLDER = "untc"
+ART17_FOLDER = "untc-art17"
 ISO_FOLDER = "iso-codes"
 M49_FOLDER = "unsd-m49-2024-06-19"
 OWID_FOLDER = "owid-cr"

@@ -9,6 +9,8 @@
 * ``/.well-known/void``: the VoID description of the dataset, its endpoint, named graphs and dumps.
 * ``/dumps/<name>``: the build's N-Quads dump (and a gzipped copy), each with a ``.sha256`` sibling; the
   checksum is also in the VoID (SPDX checksum vocabulary, as DCAT 3 does) and in a ``Repr-Digest`` header.
+  When the build is a release (`cmc-kg release`), /dumps/ names it with its sources' as-at dates and serves its
+  release.json and changes (CHANGES.md, changes.ttl), which entity pages show as "changed since".
 
 Routes are derived from the namespaces (an IRI ``<base>/id/x`` is served at ``/id/x``), so no project IRI
 is spelled here. Every answer varies with Accept and carries an ETag derived from the build.
@@ -40,6 +42,7 @@ from cmc_kg.engine import QueryRequest
 from cmc_kg.formats import RDF_FORMATS, write_triples
 from cmc_kg.namespaces import (CMC, DCTERMS, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY, ONTOLOGY_GRAPH, ONTOLOGY_VERSION,
                                OWL, PREFIXES, PROV, RDF, RDFS, SDO, SKOS, SOURCES_GRAPH, VOID, XSD, bind_prefixes)
+from cmc_kg.release import CHANGES_RDF, RELEASE_FILES, read_release
 
 from .sparql import error, negotiate
 from .state import State
@@ -280,7 +283,10 @@ def entity(rest: str) -> Response:
         text = (f"CONSTRUCT {{ <{iri}> ?p ?o }} WHERE {{ GRAPH ?g {{ <{iri}> ?p ?o }} "
                 f"FILTER(?g != <{INFERRED_GRAPH}>) }}")
         return _finish(_construct(text, fmt.name), fmt.name)
-    return _finish(Response(render_template("entity.html", **entity_page(iri)), mimetype="text/html"), "html")
+    page = entity_page(iri)
+    # A release made after the build adds "changed since" to the page: the ETag changes with it.
+    return _finish(Response(render_template("entity.html", **page), mimetype="text/html"), "html",
+                   (page["release"] or {}).get("version", ""))
 
 
 def entity_page(iri: str) -> dict:
@@ -362,6 +368,8 @@ def entity_page(iri: str) -> dict:
             f"                    cmc:treaty ?treaty ; cmc:date ?date }}\n  FILTER(?g != <{INFERRED_GRAPH}>)\n}} "
             f"ORDER BY ?date"),
         "formats": _format_links(),
+        "release": current_release(state.paths.dump_file) if state.paths.dump_file.exists() else None,
+        "changes": changes_about(state.paths.dump_file, iri) if state.paths.dump_file.exists() else [],
         "sources": sorted(used.values(), key=lambda s: (s["iri"] == str(INFERRED_GRAPH), s["key"].lower())),
     }
 
@@ -595,13 +603,65 @@ def published_dumps(dump_file: Path) -> dict[str, dict]:
         return _dump_cache[key]
 
 
+_RELEASE_MEDIA_TYPES = {".json": "application/json", ".md": "text/markdown; charset=utf-8", ".ttl": "text/turtle"}
+
+
+def current_release(dump_file: Path) -> dict | None:
+    """The release record (`cmc-kg release`) beside the dump, if it is this dump's: a build made since is unreleased."""
+    release = read_release(dump_file.parent)
+    dumped = published_dumps(dump_file)[dump_file.name]["sha256"]
+    return release if release and release.get("files", {}).get(dump_file.name, {}).get("sha256") == dumped else None
+
+
+def release_files(dump_file: Path) -> dict[str, dict]:
+    """The current release's files beside the dump (release.json, CHANGES.md, changes.ttl), as published_dumps
+    describes the dumps."""
+    if current_release(dump_file) is None:
+        return {}
+    found = {}
+    for name in RELEASE_FILES:
+        path = dump_file.parent / name
+        if path.exists():
+            data = path.read_bytes()
+            found[name] = {"path": path, "data": None, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                           "media_type": _RELEASE_MEDIA_TYPES[path.suffix], "modified": path.stat().st_mtime}
+    return found
+
+
+_changes_lock = threading.Lock()
+_changes_cache: dict[tuple, dict[str, list[dict]]] = {}
+
+
+def changes_about(dump_file: Path, iri: str) -> list[dict]:
+    """The current release's changes (changes.ttl) whose subject is the entity or that involve it."""
+    path = dump_file.parent / CHANGES_RDF
+    if not path.exists() or current_release(dump_file) is None:
+        return []
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    with _changes_lock:
+        if key not in _changes_cache:
+            graph = Graph().parse(path, format="turtle")
+            index: dict[str, list[dict]] = defaultdict(list)
+            for change in sorted(graph.subjects(RDF.type, CMC.Change), key=lambda c: (len(str(c)), str(c))):
+                entry = {"text": str(graph.value(change, RDFS.label)),
+                         "kind": str(graph.value(change, CMC.changeKind)).rsplit("#", 1)[-1]}
+                for about in {graph.value(change, DCTERMS.subject), *graph.objects(change, DCTERMS.references)}:
+                    index[str(about)].append(entry)
+            _changes_cache.clear()
+            _changes_cache[key] = index
+        return _changes_cache[key].get(iri, [])
+
+
 @bp.route("/dumps/", methods=["GET", "HEAD"])
 def dumps_index() -> Response:
-    """The dumps with their sizes and checksums, as VoID describes them."""
+    """The dumps with their sizes and checksums, as VoID describes them, and the release the build is."""
     paths = State.current().paths
     if not paths.dump_file.exists():
         return error(404, "this server has no build dump")
-    return Response(render_template("dumps.html", dumps=published_dumps(paths.dump_file)), mimetype="text/html")
+    return Response(render_template("dumps.html", dumps=published_dumps(paths.dump_file),
+                                    release=current_release(paths.dump_file),
+                                    release_files=release_files(paths.dump_file)), mimetype="text/html")
 
 
 @bp.route("/context.jsonld", methods=["GET", "HEAD"])
@@ -619,7 +679,7 @@ def dump(name: str) -> Response:
     paths = State.current().paths
     if not paths.dump_file.exists():
         return error(404, "this server has no build dump")
-    dumps = published_dumps(paths.dump_file)
+    dumps = {**published_dumps(paths.dump_file), **release_files(paths.dump_file)}
     if name.endswith(".sha256") and name[:-len(".sha256")] in dumps:
         target = name[:-len(".sha256")]
         response = Response(f"{dumps[target]['sha256']}  {target}\n", mimetype="text/plain")

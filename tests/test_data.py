@@ -16,7 +16,7 @@ def _count(store, where: str) -> int:
 
 
 def test_94_signatures_on_3_and_4_december_2008(store):
-    assert _count(store, """GRAPH graph:untc-2026-02-03 { ?s a cmc:Signature ; cmc:treaty treaty:ccm ; cmc:actor ?state ;
+    assert _count(store, """GRAPH graph:untc { ?s a cmc:Signature ; cmc:treaty treaty:ccm ; cmc:actor ?state ;
         cmc:date ?d . } FILTER (?d IN ("2008-12-03"^^xsd:date, "2008-12-04"^^xsd:date))""") == 94
 
 

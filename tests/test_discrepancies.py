@@ -1,4 +1,4 @@
-"""Recorded discrepancies (graph/untc-2026-02-03-counts/): each recomputed from the UNTC participant table."""
+"""Recorded discrepancies (graph/untc-counts/): each recomputed from the UNTC participant table."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_the_2012_ratifications_discrepancy_is_data(store):
            prov:wasDerivedFrom/cmc:sourceKey ?key .
         <{CLAIM}seed-001/ratifications-2012-01-04> cmc:value ?value . }}""").rows
     assert [(r["value"], r["computed"], r["on"], r["key"]) for r in rows] == [
-        ("77", "67", "2012-01-04", "UNTC-2026-02-03-COUNTS")]
+        ("77", "67", "2012-01-04", "UNTC-COUNTS")]
     assert len(_records("NumberOfRatifications", "2012-01-04")) == 67
 
 

@@ -168,7 +168,7 @@ def test_service_description_and_query_page(endpoint):
     service = URIRef(endpoint)
     assert (service, SD.endpoint, service) in description
     assert (service, SD.feature, SD.UnionDefaultGraph) in description
-    assert URIRef(GRAPH["untc-2026-02-03"]) in set(description.objects(None, SD.name))
+    assert URIRef(GRAPH["untc"]) in set(description.objects(None, SD.name))
     status, headers, _ = call(endpoint, accept="text/html,application/xhtml+xml,*/*;q=0.8")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
 

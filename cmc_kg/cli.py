@@ -234,7 +234,8 @@ def refresh_untc_command(settings, files, retrieved, url_template, no_build):
               help="Write the Markdown changelog here (default: standard output).")
 @click.option("--rdf", "rdf_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the changes as RDF (Turtle, cmc:Change) here.")
-def diff_command(old, new, markdown_file, rdf_file):
+@command_options("diff")
+def diff_command(settings, old, new, markdown_file, rdf_file):
     """What changed from OLD to NEW (each a build folder, a release folder or an N-Quads dump): states that
     became signatories or parties, withdrawals, dates that changed, organizations, memberships, claims, notes."""
     from .diff import diff, load_snapshot, to_markdown, to_rdf

@@ -67,7 +67,8 @@ def test_root_and_build_dir_reach_every_command(tmp_path):
     assert paths.build_dir == tmp_path / "b"
     assert Settings().paths() == Paths(REPO_ROOT)
     runner = CliRunner()
-    needed = {"query": ["ASK {}"], "export": ["--format", "turtle"], "push": ["--endpoint", "x"]}
+    needed = {"query": ["ASK {}"], "export": ["--format", "turtle"], "push": ["--endpoint", "x"],
+              "diff": [str(tmp_path), str(tmp_path)], "release": ["1"]}
     for name, _command in _commands(main):
         result = runner.invoke(main, [*name.split(), *needed.get(name, []), "--root", str(tmp_path)])
         assert result.exit_code == 2 and f"{tmp_path} holds no ontology/cmc.ttl" in result.output, (name, result.output)

@@ -90,7 +90,7 @@ def not_acceptable() -> Response:
     return response
 
 
-def rdf_response(graph: Graph, status: int = 200) -> Response:
+def rdf_response(graph: Graph) -> Response:
     """An rdflib graph in the negotiated RDF format (406 when none is acceptable), its triples sorted by
     subject so that Turtle groups them."""
     fmt = negotiate(RDF_FORMATS, "turtle")
@@ -100,7 +100,7 @@ def rdf_response(graph: Graph, status: int = 200) -> Response:
     triples = sorted((q.triple for q in ox.parse(data, format=ox.RdfFormat.N_TRIPLES)),
                      key=lambda t: (isinstance(t.subject, ox.BlankNode), str(t.subject), str(t.predicate), str(t.object)))
     prefixes = {p: str(ns) for p, ns in graph.namespaces()}
-    response = Response(write_triples(triples, fmt, prefixes), status, mimetype=fmt.media_type)
+    response = Response(write_triples(triples, fmt, prefixes), mimetype=fmt.media_type)
     response.vary.add("Accept")
     return response
 

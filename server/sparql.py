@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 from urllib.parse import unquote_to_bytes
 
 import pyoxigraph as ox
@@ -29,6 +28,10 @@ bp = Blueprint("sparql", __name__)
 CACHE_CONTROL = "public, max-age=60"
 
 
+class _BadBody(ValueError):
+    """A body that is not text in the charset it declares (or UTF-8 when it declares none)."""
+
+
 def _decoded(data: bytes, charset: str) -> str:
     try:
         return data.decode(charset)
@@ -37,13 +40,9 @@ def _decoded(data: bytes, charset: str) -> str:
                        "Content-Type, e.g. application/sparql-query; charset=UTF-8") from None
 
 
-class _BadBody(ValueError):
-    """A body that is not text in the charset it declares (or UTF-8 when it declares none)."""
-
-
 def _form_fields(body: bytes, charset: str) -> MultiDict:
     """An application/x-www-form-urlencoded body, its percent-escapes read in the declared charset (Werkzeug
-    reads every form as UTF-8, so "Cura%E7ao" sent as ISO-8859-1 would become "Cura\ufffdao")."""
+    reads every form as UTF-8, replacing what is not)."""
     fields = MultiDict()
     for part in body.split(b"&"):
         if part:
@@ -64,9 +63,11 @@ def _query_parameters() -> tuple[str | None, MultiDict] | Response:
                           "GET ?query=, POST application/x-www-form-urlencoded or POST application/sparql-query")
     charset = request.mimetype_params.get("charset", "utf-8")
     try:
-        codecs.lookup(charset)
+        b"x".decode(charset)  # a text encoding Python knows (not a transform such as base64)
     except LookupError:
         return error(400, f"unknown charset {charset!r} in Content-Type: send the query in UTF-8")
+    except UnicodeDecodeError:
+        pass
     try:
         if request.mimetype == "application/sparql-query":
             return _decoded(request.get_data(), charset), request.args

@@ -90,8 +90,14 @@ RDF_FORMATS = {f.name: f for f in (
     Format("nquads", ("application/n-quads",), ".nq", ox.RdfFormat.N_QUADS, "N-Quads"),
 )}
 
-_ALIASES = {"ttl": "turtle", "nt": "ntriples", "n-triples": "ntriples", "xml-rdf": "rdfxml", "rdf": "rdfxml",
-            "json-ld": "jsonld", "nq": "nquads", "n-quads": "nquads", "srj": "json", "srx": "xml"}
+# Other names clients send (SPARQLWrapper, Virtuoso's and Fuseki's `format` values), each with the formats it
+# names, in the order tried: "xml" and "json" name a results format for SELECT and ASK and an RDF format for
+# CONSTRUCT and DESCRIBE, as on Virtuoso and Oxigraph; N3 is answered in Turtle, the subset of N3 in use.
+_ALIASES = {"ttl": ("turtle",), "nt": ("ntriples",), "n-triples": ("ntriples",), "xml-rdf": ("rdfxml",),
+            "rdf": ("rdfxml",), "rdf+xml": ("rdfxml",), "json-ld": ("jsonld",), "nq": ("nquads",),
+            "n-quads": ("nquads",), "srj": ("json",), "srx": ("xml",), "xml": ("xml", "rdfxml"),
+            "json": ("json", "jsonld"), "n3": ("turtle",), "text/n3": ("turtle",), "text/rdf+n3": ("turtle",),
+            "application/n3": ("turtle",), "application/turtle": ("turtle",), "application/x-json+ld": ("jsonld",)}
 
 
 def by_name_or_type(value: str, table: dict[str, Format]) -> Format | None:
@@ -101,11 +107,13 @@ def by_name_or_type(value: str, table: dict[str, Format]) -> Format | None:
     'csv'
     >>> by_name_or_type("ttl", RDF_FORMATS).name
     'turtle'
+    >>> by_name_or_type("xml", RESULT_FORMATS).name, by_name_or_type("xml", RDF_FORMATS).name
+    ('xml', 'rdfxml')
     """
     value = value.strip().lower()
-    value = _ALIASES.get(value, value)
-    if value in table:
-        return table[value]
+    for name in (value, *_ALIASES.get(value, ())):
+        if name in table:
+            return table[name]
     return next((f for f in table.values() if value in f.media_types), None)
 
 

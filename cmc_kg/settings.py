@@ -140,8 +140,10 @@ class Settings:
     threads: int = _setting(16, "HTTP threads; each waits on one query at a time.")
     workers: int = _setting(2, "Query processes; each holds the graph in memory and is killed if its query runs too long.")
     query_timeout: float = _setting(10.0, "Seconds a query may run; past it the query is stopped and answered with 503.")
-    max_rows: int = _setting(10_000, "Most solutions or triples one answer holds; a longer answer is cut and says so "
-                                     "in the X-SPARQL-MaxRows header.")
+    max_rows: int = _setting(100_000, "Most solutions or triples one answer holds; a longer answer is cut and says "
+                                      "so in the X-SPARQL-MaxRows header (readable by scripts on other origins) "
+                                      "and on the query page. The whole graph is about 30,000 triples, so only a "
+                                      "runaway query reaches it; max_answer_bytes bounds memory.")
     max_request_bytes: int = _setting(1_000_000, "Largest request body or query string; a larger one gets 413.")
     max_answer_bytes: int = _setting(16 << 20, "Largest answer in bytes, as serialised; a query whose answer would "
                                                "be larger gets 413 (ask for fewer or shorter results).")

@@ -32,19 +32,18 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pyoxigraph as ox
 from flask import Blueprint, Response, render_template, render_template_string, request, send_file
 from markupsafe import escape
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.namespace import DCAT
 
 from cmc_kg.engine import QueryRequest
-from cmc_kg.formats import RDF_FORMATS, write_triples
+from cmc_kg.formats import RDF_FORMATS
 from cmc_kg.namespaces import (CMC, DCTERMS, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY, ONTOLOGY_GRAPH, ONTOLOGY_VERSION,
                                OWL, PREFIXES, PROV, RDF, RDFS, SDO, SKOS, SOURCES_GRAPH, VOID, XSD, bind_prefixes)
 from cmc_kg.release import CHANGES_RDF, RELEASE_FILES, read_release
 
-from .sparql import error, negotiate
+from .responses import error, negotiate, not_acceptable, rdf_response, wants_html
 from .state import State
 
 __all__ = ["bp", "local_path", "published_dumps", "ontology_html"]
@@ -190,12 +189,6 @@ def graph_catalogue(state: State) -> dict[str, dict]:
 # Negotiation helpers
 # --------------------------------------------------------------------------------------------------
 
-def _wants_html() -> bool | None:
-    """True for HTML, False for an RDF format, None when nothing acceptable."""
-    fmt = negotiate(RDF_FORMATS, "turtle", extra=("text/html",))
-    return None if fmt is None else fmt == "text/html"
-
-
 def _finish(response: Response, *parts: str) -> Response:
     """Vary, an ETag of the build and what was asked, and short public caching; 304 when it matches."""
     state = State.current()
@@ -204,13 +197,6 @@ def _finish(response: Response, *parts: str) -> Response:
         response.set_etag(hashlib.sha1(repr((state.build_id, request.path, *parts)).encode("utf-8")).hexdigest())
         response.headers["Cache-Control"] = "public, max-age=60"
         response.make_conditional(request)
-    return response
-
-
-def _not_acceptable() -> Response:
-    response = error(406, "none of the accepted media types can be produced: text/html, "
-                          + ", ".join(f.media_type for f in RDF_FORMATS.values()))
-    response.vary.add("Accept")
     return response
 
 
@@ -240,18 +226,6 @@ def _rdf_format():
     return negotiate(RDF_FORMATS, "turtle")
 
 
-def rdf_response(graph: Graph) -> Response:
-    """An rdflib graph in the negotiated RDF format, its triples sorted by subject so that Turtle groups them."""
-    fmt = _rdf_format()
-    if fmt is None:
-        return _not_acceptable()
-    data = graph.serialize(format="nt", encoding="utf-8")
-    triples = sorted((q.triple for q in ox.parse(data, format=ox.RdfFormat.N_TRIPLES)),
-                     key=lambda t: (isinstance(t.subject, ox.BlankNode), str(t.subject), str(t.predicate), str(t.object)))
-    prefixes = {p: str(ns) for p, ns in graph.namespaces()}
-    return Response(write_triples(triples, fmt, prefixes), 200, mimetype=fmt.media_type)
-
-
 # --------------------------------------------------------------------------------------------------
 # Entities
 # --------------------------------------------------------------------------------------------------
@@ -272,12 +246,12 @@ def _entity_iri(rest: str) -> str | None:
 
 @bp.route(ID_PATH + "<path:rest>", methods=["GET", "HEAD"])
 def entity(rest: str) -> Response:
-    html = _wants_html()
+    html = wants_html()
     iri = _entity_iri(rest)
     if iri is None:
         return _not_found(str(ID) + rest, html)
     if html is None:
-        return _not_acceptable()
+        return not_acceptable()
     if not html:
         fmt = _rdf_format()
         text = (f"CONSTRUCT {{ <{iri}> ?p ?o }} WHERE {{ GRAPH ?g {{ <{iri}> ?p ?o }} "
@@ -387,12 +361,12 @@ def _format_links() -> list[dict]:
 def named_graph(slug: str) -> Response:
     state = State.current()
     iri = str(GRAPH) + slug
-    html = _wants_html()
+    html = wants_html()
     info = graph_catalogue(state).get(iri)
     if info is None:
         return _not_found(iri, html)
     if html is None:
-        return _not_acceptable()
+        return not_acceptable()
     if not html:
         fmt = _rdf_format()
         return _finish(_construct(f"CONSTRUCT {{ ?s ?p ?o }} WHERE {{ GRAPH <{iri}> {{ ?s ?p ?o }} }}", fmt.name,
@@ -562,9 +536,9 @@ def _fallback_document(graph: Graph, terms: list[URIRef]) -> str:
 @bp.route(VERSION_PATH, methods=["GET", "HEAD"])
 def ontology() -> Response:
     paths = State.current().paths
-    html = _wants_html()
+    html = wants_html()
     if html is None:
-        return _not_acceptable()
+        return not_acceptable()
     if html:
         # pyLODE writes the page; the site's navigation goes at the top of its body, as on every other page.
         nav = '<header class="site" style="padding:0.5rem 1rem">' + render_template("_site_nav.html") + "</header>"
@@ -709,7 +683,7 @@ def void() -> Response:
     ``spdx:checksum [ spdx:algorithm spdx:checksumAlgorithm_sha256 ; spdx:checksumValue "..."^^xsd:hexBinary ]``."""
     state = State.current()
     if _rdf_format() is None:
-        return _not_acceptable()
+        return not_acceptable()
     root = state.config.public_url + "/"  # the setting, never the request's Host header
     graph = bind_prefixes(Graph())
     graph.bind("void", VOID)

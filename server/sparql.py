@@ -2,74 +2,79 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote_to_bytes
+
 import pyoxigraph as ox
 from flask import Blueprint, Response, request
 from rdflib import BNode, Graph, Literal, URIRef
 from werkzeug.datastructures import MultiDict
 
-from cmc_kg.engine import (AnswerTooLarge, EngineBusy, NotAcceptable, OutOfMemory, QueryRequest, QueryTimeout,
-                           ServiceError, WorkerCrashed)
-from cmc_kg.formats import RDF_FORMATS, RESULT_FORMATS, Format, by_name_or_type, write_triples
+from cmc_kg.engine import AnswerTooLarge, EngineBusy, QueryRequest, QueryTimeout, ServiceError
+from cmc_kg.formats import RDF_FORMATS, RESULT_FORMATS
 from cmc_kg.namespaces import RDF, SD, VOID, XSD, bind_prefixes
 from cmc_kg.query import QueryError
 from cmc_kg.safety import QueryRefused, check_graphs
 
-from .admission import TooManyQueries
+from .responses import browser_wants_html, error, negotiate, rdf_response, revalidated, wants_html
 from .state import State
+from .ui import query_page
 
-__all__ = ["bp", "negotiate", "rdf_response", "error"]
+__all__ = ["bp"]
 
 bp = Blueprint("sparql", __name__)
 
-
-def error(status: int, message: str) -> Response:
-    """A plain-text error, the way SPARQL clients show it to their users."""
-    return Response(message.rstrip() + "\n", status, mimetype="text/plain")
-
-
-def negotiate(table: dict[str, Format], default: str, extra: tuple[str, ...] = ()) -> Format | str | None:
-    """The format to answer in: the `format` parameter, else the best Accept match (q-values, */*).
-
-    Media types in ``extra`` (such as text/html) are offered too and returned as strings when they win.
-    """
-    wanted = request.values.get("format")
-    if wanted:
-        return by_name_or_type(wanted, table)
-    if not request.accept_mimetypes:
-        return table[default]
-    offered = list(extra) + [table[default].media_type] + [t for f in table.values() for t in f.media_types]
-    best = request.accept_mimetypes.best_match(offered)
-    if best is None:
-        return None
-    return best if best in extra else by_name_or_type(best, table)
+# The graph changes only with a new build, whose id is in the ETag: caches may keep answers briefly and
+# revalidate them cheaply.
+CACHE_CONTROL = "public, max-age=60"
 
 
-def rdf_response(graph: Graph, status: int = 200) -> Response:
-    """An rdflib graph in the negotiated RDF format (406 when none is acceptable)."""
-    fmt = negotiate(RDF_FORMATS, "turtle")
-    if fmt is None:
-        return error(406, "none of the accepted media types is an RDF format this server writes: "
-                          + ", ".join(f.media_type for f in RDF_FORMATS.values()))
-    data = graph.serialize(format="nt", encoding="utf-8")
-    triples = [q.triple for q in ox.parse(data, format=ox.RdfFormat.N_TRIPLES)]
-    prefixes = {p: str(ns) for p, ns in graph.namespaces()}
-    response = Response(write_triples(triples, fmt, prefixes), status, mimetype=fmt.media_type)
-    response.vary.add("Accept")
-    return response
+class _BadBody(ValueError):
+    """A body that is not text in the charset it declares (or UTF-8 when it declares none)."""
+
+
+def _decoded(data: bytes, charset: str) -> str:
+    try:
+        return data.decode(charset)
+    except UnicodeDecodeError as bad:
+        raise _BadBody(f"the request body is not valid {charset} (byte {bad.start}): declare its charset in "
+                       "Content-Type, e.g. application/sparql-query; charset=UTF-8") from None
+
+
+def _form_fields(body: bytes, charset: str) -> MultiDict:
+    """An application/x-www-form-urlencoded body, its percent-escapes read in the declared charset (Werkzeug
+    reads every form as UTF-8, replacing what is not)."""
+    fields = MultiDict()
+    for part in body.split(b"&"):
+        if part:
+            name, _, value = part.partition(b"=")
+            fields.add(*(_decoded(unquote_to_bytes(x.replace(b"+", b" ")), charset) for x in (name, value)))
+    return fields
 
 
 def _query_parameters() -> tuple[str | None, MultiDict] | Response:
-    """The query text and the protocol parameters, from GET, a form POST or a direct POST."""
-    if request.method == "GET":
+    """The query text and the protocol parameters, from GET (or HEAD), a form POST or a direct POST, a body
+    decoded by the charset it declares (UTF-8 when none); 400 for an unknown charset or bytes not in it."""
+    if request.method in ("GET", "HEAD"):
         return request.args.get("query"), request.args
-    if request.mimetype == "application/sparql-query":
-        return request.get_data(as_text=True), request.args
-    if request.mimetype == "application/x-www-form-urlencoded":
-        return request.form.get("query"), request.form
     if request.mimetype == "application/sparql-update":
         return error(403, "this endpoint is read-only: SPARQL updates are refused")
-    return error(415, f"unsupported request media type {request.mimetype or '(none)'!r}: send a query as "
-                      "GET ?query=, POST application/x-www-form-urlencoded or POST application/sparql-query")
+    if request.mimetype not in ("application/sparql-query", "application/x-www-form-urlencoded"):
+        return error(415, f"unsupported request media type {request.mimetype or '(none)'!r}: send a query as "
+                          "GET ?query=, POST application/x-www-form-urlencoded or POST application/sparql-query")
+    charset = request.mimetype_params.get("charset", "utf-8")
+    try:
+        b"x".decode(charset)  # a text encoding Python knows (not a transform such as base64)
+    except LookupError:
+        return error(400, f"unknown charset {charset!r} in Content-Type: send the query in UTF-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        if request.mimetype == "application/sparql-query":
+            return _decoded(request.get_data(), charset), request.args
+        form = _form_fields(request.get_data(), charset)
+    except _BadBody as bad:
+        return error(400, str(bad))
+    return form.get("query"), form
 
 
 @bp.route("/sparql", methods=["GET", "POST", "OPTIONS"])
@@ -91,6 +96,8 @@ def sparql():
         return service_description()
     if len(text.encode("utf-8")) > state.config.max_request_bytes:
         return error(413, f"the query is longer than the limit of {state.config.max_request_bytes} bytes")
+    if browser_wants_html():  # a link to /sparql?query=… opened in a browser: the query page, which runs it
+        return query_page(text)
     default_graphs = tuple(params.getlist("default-graph-uri")) or None
     named_graphs = tuple(params.getlist("named-graph-uri")) or None
     graphs = state.graphs if state.graphs is not None else frozenset()
@@ -100,15 +107,13 @@ def sparql():
     except QueryRefused as refused:
         return error(403, str(refused))
 
-    wanted = request.values.get("format")
-    if wanted and by_name_or_type(wanted, RESULT_FORMATS) is None and by_name_or_type(wanted, RDF_FORMATS) is None:
-        return error(406, f"unknown format {wanted!r}; known: "
-                          + ", ".join(list(RESULT_FORMATS) + list(RDF_FORMATS)))
     results_format, graph_format = negotiate(RESULT_FORMATS, "json"), negotiate(RDF_FORMATS, "turtle")
     if results_format is None and graph_format is None:
-        return error(406, "none of the accepted media types can be produced; results: "
-                          + ", ".join(f.media_type for f in RESULT_FORMATS.values()) + "; graphs: "
-                          + ", ".join(f.media_type for f in RDF_FORMATS.values()))
+        response = error(406, "none of the accepted media types can be produced; results: "
+                              + ", ".join(f.media_type for f in RESULT_FORMATS.values()) + "; graphs: "
+                              + ", ".join(f.media_type for f in RDF_FORMATS.values()))
+        response.vary.add("Accept")
+        return response
     query = QueryRequest(
         text=text,
         results_format=results_format.name if results_format else None,
@@ -119,8 +124,10 @@ def sparql():
         max_bytes=state.config.max_answer_bytes,
     )
     etag = state.etag(query)
-    if etag in request.if_none_match:
-        return _cache_headers(Response(status=304), etag)
+    unchanged = revalidated(etag)
+    if unchanged is not None:
+        unchanged.headers["Cache-Control"] = CACHE_CONTROL
+        return unchanged
     try:
         answer, cached = state.run(query)
     except QueryRefused as refused:
@@ -129,8 +136,6 @@ def sparql():
         return error(400, f"malformed query: {malformed}")
     except AnswerTooLarge as large:
         return error(413, str(large))
-    except NotAcceptable as refused:
-        return _not_acceptable(refused)
     except (QueryTimeout, EngineBusy) as stopped:
         response = error(503, f"{stopped}; simplify the query or ask for fewer results")
         response.headers["Retry-After"] = "1"
@@ -145,64 +150,17 @@ def sparql():
     return _cache_headers(response, etag)
 
 
-@bp.app_errorhandler(QueryTimeout)
-@bp.app_errorhandler(EngineBusy)
-def _unavailable(stopped: Exception) -> Response:
-    """Any page whose query was stopped or found no worker (entity pages, the ontology, VoID): 503, never 500."""
-    response = error(503, f"{stopped}; try again")
-    response.headers["Retry-After"] = "1"
-    return response
-
-
-@bp.app_errorhandler(WorkerCrashed)
-@bp.app_errorhandler(OutOfMemory)
-def _not_retried(failure: Exception) -> Response:
-    """A query that crashed or exhausted its worker would do so again: no Retry-After (500 for a crash, which is
-    a defect; 503 for memory, which the service cannot afford)."""
-    return error(500 if isinstance(failure, WorkerCrashed) else 503, str(failure))
-
-
-@bp.app_errorhandler(TooManyQueries)
-def _throttled(refused: TooManyQueries) -> Response:
-    """A client over its share of the query workers (server/admission.py), on /sparql or any page: 429."""
-    response = error(429, str(refused))
-    response.headers["Retry-After"] = str(refused.retry_after)
-    return response
-
-
-@bp.app_errorhandler(NotAcceptable)
-def _not_acceptable(refused: NotAcceptable) -> Response:
-    """406: the client accepts no format of the answer's kind ('results', 'graph'), or the format chosen cannot
-    hold this answer (a writer's NotRepresentable, with its reason), on /sparql and on every page."""
-    message = str(refused)
-    if message in ("results", "graph"):
-        message = f"the query gives {message} and none of the accepted media types can hold them"
-    response = error(406, message)
-    response.vary.add("Accept")
-    return response
-
-
-@bp.app_errorhandler(QueryError)
-def _malformed(malformed: QueryError) -> Response:
-    """A page whose address gives a query Oxigraph cannot parse (an IRI it refuses): the client's request is bad."""
-    return error(400, f"this address does not name anything a query can ask about: {malformed}")
-
-
 def _cache_headers(response: Response, etag: str) -> Response:
-    # The graph changes only with a new build, whose id is in the ETag: caches may keep answers briefly
-    # and revalidate them cheaply.
     response.set_etag(etag)
-    response.headers["Cache-Control"] = "public, max-age=60"
+    response.headers["Cache-Control"] = CACHE_CONTROL
     response.vary.add("Accept")
     return response
 
 
 def service_description() -> Response:
     """GET /sparql without a query: the query page for browsers, a SPARQL 1.1 Service Description for RDF clients."""
-    if negotiate(RDF_FORMATS, "turtle", extra=("text/html",)) == "text/html":
-        from .ui import query_page
-
-        return query_page()
+    if wants_html():
+        return query_page(None)
     state = State.current()
     graph = bind_prefixes(Graph())
     graph.bind("sd", SD)

@@ -6,7 +6,8 @@ namespace, the prefixes, the example queries) go to the script as one JSON blob,
 the template or the script.
 
 Clicking an example query loads it into the editor and runs it. A page opened with ``?query=`` (a
-permalink) shows that query and runs it at once; without one the editor holds the first example query.
+permalink), like /sparql?query=… opened in a browser, shows that query and runs it at once; without one the
+editor holds the first example query.
 """
 
 from __future__ import annotations
@@ -63,11 +64,15 @@ def entity_prefixes() -> list[dict[str, str]]:
 
 @bp.get("/")
 @bp.get("/query")
-def query_page() -> Response:
+def query_page_route() -> Response:
+    return query_page(request.args.get("query"))
+
+
+def query_page(given: str | None) -> Response:
+    """The page, holding ``given`` and running it at once (a permalink, or a browser's /sparql?query=…)."""
     state = State.current()
     examples = [{"name": q.path.stem, "title": q.title, "description": q.description, "text": _without_header(q.text)}
                 for q in example_queries(state.paths)]
-    given = request.args.get("query")
     settings = {
         "endpoint": url_for("sparql.sparql"),
         "page": request.script_root + "/query",

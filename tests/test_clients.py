@@ -1,7 +1,9 @@
 """Real SPARQL clients through a real `cmc-kg serve` on 127.0.0.1: each gets the answers the query layer gives.
 
-SPARQLWrapper in every results format (JSON, XML, CSV, TSV) and graph format (Turtle, JSON-LD), rdflib's
-SPARQLStore, and Debian's `roqet` (rasqal-utils, written in C). The expected answers come from the
+SPARQLWrapper in every results format (JSON, XML, CSV, TSV) and every graph format it names (RDF/XML, Turtle,
+N3, JSON-LD, and its "xml" and "json"), also with no format set; rdflib's SPARQLStore; Debian's `roqet`
+(rasqal-utils, written in C); and headless Chromium opening a link to /sparql?query=… and reading the row cap
+from another origin. The expected answers come from the
 project's own query layer over the same build, in process.
 """
 
@@ -11,6 +13,7 @@ import csv
 import io
 import shutil
 import subprocess
+import urllib.parse
 import xml.etree.ElementTree as ET
 
 import pyoxigraph as ox
@@ -18,9 +21,11 @@ import pytest
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.compare import isomorphic
 from rdflib.plugins.stores.sparqlstore import SPARQLStore
-from SPARQLWrapper import CSV, JSON, JSONLD, POST, POSTDIRECTLY, TSV, TURTLE, URLENCODED, XML, SPARQLWrapper
+from SPARQLWrapper import (CSV, JSON, JSONLD, N3, POST, POSTDIRECTLY, RDFXML, TSV, TURTLE, URLENCODED, XML,
+                           SPARQLWrapper)
 
 from cmc_kg.query import PREFIX_MAP, example_queries, run_query, select
+from conftest import start_server, stop_server, watched_page
 
 QUERIES = {q.path.stem: q.text for q in example_queries()}
 # A handful for the slower clients: lookups, aggregates, subqueries, paths, GRAPH, escaped local names.
@@ -222,26 +227,63 @@ def test_sparqlwrapper_tsv(endpoint, store, stem):
     assert _sorted([_ox_term(s[n]) for n in names] for s in parsed) == rows
 
 
+# SPARQLWrapper with its own defaults: what its users write, with no Accept header or format parameter of
+# ours. It sends its format's name in `format`, `output` and `results` (some twice, with a media type) and
+# an Accept header of its own; with no format set it asks for XML.
+
+def sparqlwrapper(endpoint: str, text: str, fmt: str | None):
+    """``SPARQLWrapper(url).setQuery(text).queryAndConvert()``: (the answer's media type, the converted answer)."""
+    client = SPARQLWrapper(endpoint)
+    client.setQuery(text)
+    client.setTimeout(30)
+    if fmt:
+        client.setReturnFormat(fmt)
+    result = client.query()
+    return result.response.headers["Content-Type"].split(";")[0], result.convert()
+
+
+GRAPH_MEDIA_TYPES = {XML: "application/rdf+xml", RDFXML: "application/rdf+xml", None: "application/rdf+xml",
+                     TURTLE: "text/turtle", N3: "text/turtle", JSONLD: "application/ld+json",
+                     JSON: "application/ld+json"}
+
+
+@pytest.mark.parametrize("fmt", list(GRAPH_MEDIA_TYPES), ids=lambda f: f or "no-format-set")
 @pytest.mark.parametrize("name", sorted(GRAPH_QUERIES))
-def test_sparqlwrapper_turtle(endpoint, store, name):
-    result = wrapper(endpoint, GRAPH_QUERIES[name], TURTLE)
-    assert result.response.headers["Content-Type"].startswith("text/turtle")
-    got = Graph().parse(data=result.convert(), format="turtle")
+def test_sparqlwrapper_graph_in_every_format(endpoint, store, name, fmt):
+    media_type, answer = sparqlwrapper(endpoint, GRAPH_QUERIES[name], fmt)
+    assert media_type == GRAPH_MEDIA_TYPES[fmt]
+    if isinstance(answer, bytes):  # Turtle (SPARQLWrapper's N3) is returned as it came
+        got = Graph().parse(data=answer, format="turtle")
+    else:  # RDF/XML and JSON-LD are parsed by SPARQLWrapper into an rdflib graph
+        got = Graph()
+        for triple in answer.triples((None, None, None)):
+            got.add(triple)
     want = expected_graph(store, GRAPH_QUERIES[name])
     assert len(want) > 0 and len(got) == len(want)
     assert isomorphic(got, want)
 
 
-@pytest.mark.parametrize("name", sorted(GRAPH_QUERIES))
-def test_sparqlwrapper_jsonld(endpoint, store, name):
-    result = wrapper(endpoint, GRAPH_QUERIES[name], JSONLD)
-    assert result.response.headers["Content-Type"].startswith("application/ld+json")
-    got = Graph()
-    for triple in result.convert().triples((None, None, None)):  # an rdflib graph, parsed by SPARQLWrapper
-        got.add(triple)
-    want = expected_graph(store, GRAPH_QUERIES[name])
-    assert len(want) > 0 and len(got) == len(want)
-    assert isomorphic(got, want)
+@pytest.mark.parametrize("fmt", [JSON, XML, CSV, TSV, None], ids=lambda f: f or "no-format-set")
+def test_sparqlwrapper_ask_in_every_format(endpoint, fmt):
+    for text, truth in (("ASK { country:NOR cmc:isoAlpha3 'NOR' }", "true"),
+                        ("ASK { country:NOR cmc:isoAlpha3 'FRA' }", "false")):
+        _, answer = sparqlwrapper(endpoint, text, fmt)
+        if fmt == JSON:
+            assert answer["boolean"] is (truth == "true")
+        elif fmt in (XML, None):
+            assert answer.getElementsByTagName("boolean")[0].firstChild.data == truth
+        else:
+            assert answer.decode("utf-8").split()[-1] == truth
+
+
+@pytest.mark.parametrize("stem", HANDFUL)
+def test_sparqlwrapper_select_with_no_format_set(endpoint, store, stem):
+    media_type, document = sparqlwrapper(endpoint, QUERIES[stem], None)
+    assert media_type == "application/sparql-results+xml"
+    names, rows = expected(store, QUERIES[stem])
+    got = [[{b.getAttribute("name"): _xml_term(b) for b in solution.getElementsByTagName("binding")}.get(n)
+            for n in names] for solution in document.getElementsByTagName("result")]
+    assert rows and _sorted(got) == rows
 
 
 # rdflib's SPARQLStore
@@ -290,3 +332,60 @@ def test_roqet(endpoint, store, stem):
         bound = {b.get("name"): _xml_term(b) for b in solution.iter(RESULTS_NS + "binding")}
         got.append([bound.get(n) for n in names])
     assert rows and _sorted(got) == rows
+
+
+# Browsers: a link to the endpoint, the row cap on the query page, and a script on another origin.
+
+TWO_CODES = "SELECT ?code WHERE { ?c cmc:isoAlpha3 ?code FILTER(?code IN ('FRA', 'NOR')) } ORDER BY ?code"
+COUNTRIES = "SELECT ?c WHERE { ?c a cmc:Country }"
+
+
+@pytest.fixture(scope="module")
+def capped(built):
+    """A server that cuts answers at 5 rows."""
+    live = start_server(built[0].build_dir, "--max-rows", "5")
+    yield live
+    stop_server(live)
+
+
+@pytest.fixture
+def page(browser):
+    context, page, _, errors = watched_page(browser)
+    yield page
+    context.close()
+    assert not errors, f"the browser reported errors: {errors}"
+
+
+def _table(page) -> list[list[str]]:
+    page.wait_for_selector("#results:not([aria-busy]) tbody tr")
+    return page.eval_on_selector_all(
+        "#results tbody tr", "rows => rows.map(r => [...r.querySelectorAll('td:not(.rownum)')].map(c => c.innerText))")
+
+
+def test_a_link_to_the_endpoint_opens_as_the_query_and_its_results(endpoint, page):
+    page.goto(endpoint + "?" + urllib.parse.urlencode({"query": TWO_CODES}))
+    assert page.input_value("#query") == TWO_CODES
+    assert _table(page) == [["FRA"], ["NOR"]]
+
+
+def test_the_query_page_says_when_an_answer_was_cut(capped, page):
+    from playwright.sync_api import expect
+
+    page.goto(capped.url + "/query?" + urllib.parse.urlencode({"query": COUNTRIES}))
+    assert len(_table(page)) == 5
+    expect(page.locator("#notice")).to_be_visible()
+    expect(page.locator("#notice")).to_contain_text("cut at 5 results")
+
+
+def test_a_script_on_another_origin_reads_the_row_cap_and_etag(server, capped, page):
+    """fetch() from another origin, with a header that needs a preflight (jQuery's X-Requested-With)."""
+    page.route("**/favicon.ico", lambda route: route.fulfill(status=204))
+    page.goto(server.url + "/health")  # another port: another origin
+    seen = page.evaluate("""async url => {
+        const response = await fetch(url, {headers: {"X-Requested-With": "XMLHttpRequest",
+                                                     Accept: "application/sparql-results+json"}});
+        const answer = await response.json();
+        return {rows: answer.results.bindings.length, cap: response.headers.get("X-SPARQL-MaxRows"),
+                etag: response.headers.get("ETag")};
+    }""", capped.url + "/sparql?" + urllib.parse.urlencode({"query": COUNTRIES}))
+    assert seen["rows"] == 5 and seen["cap"] == "5" and seen["etag"]

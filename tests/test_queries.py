@@ -7,7 +7,9 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import pyoxigraph as ox
 import pytest
+from rdflib.plugins.sparql import prepareQuery
 
 from cmc_kg.namespaces import CMC, PREFIXES
 from cmc_kg.query import Rows, example_queries, select
@@ -16,6 +18,18 @@ from cmc_kg.settings import Paths
 SETTINGS = Paths()
 AS_AT = "2026-02-03"
 QUERIES = {q.path.stem: q for q in example_queries(SETTINGS)}
+
+
+FEDERATED = sorted((SETTINGS.queries_dir / "federated").glob("*.rq"))
+
+
+@pytest.mark.parametrize("path", [q.path for q in QUERIES.values()] + FEDERATED, ids=lambda p: p.stem)
+def test_every_query_declares_its_prefixes(path):
+    """Clients without the server's predefined prefixes (comunica, YASGUI, another store) parse each query."""
+    text = path.read_text(encoding="utf-8")
+    prepareQuery(text)  # rdflib, with no initNs: an undeclared prefix raises
+    if "SERVICE" not in text:  # Oxigraph would call the service; it parses (and runs) the others without prefixes
+        ox.Store().query(text)
 
 
 def _table(name: str) -> list[dict[str, str]]:

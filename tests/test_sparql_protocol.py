@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import os
@@ -18,7 +19,7 @@ import pytest
 from rdflib import Dataset, Graph, URIRef
 
 from cmc_kg.namespaces import GRAPH, PREFIXES, SD
-from cmc_kg.query import select
+from cmc_kg.query import default_graph_size, select
 
 from conftest import start_server, stop_server
 
@@ -117,6 +118,113 @@ def test_accept_q_values_wildcards_and_format_parameter(endpoint):
     assert status == 200 and headers["Content-Type"].startswith("text/csv")
 
 
+@pytest.mark.parametrize("query,params,media_type", [
+    # Virtuoso's and Oxigraph's names: "xml" and "json" name results for SELECT and ASK, RDF for graphs.
+    (CONSTRUCT, {"format": "xml"}, "application/rdf+xml"),
+    (CONSTRUCT, {"format": "rdf+xml"}, "application/rdf+xml"),
+    (CONSTRUCT, {"format": "n3"}, "text/turtle"),
+    (CONSTRUCT, {"format": "json"}, "application/ld+json"),
+    (CODES, {"format": "xml"}, "application/sparql-results+xml"),
+    (CODES, {"format": "json"}, "application/sparql-results+json"),
+    # SPARQLWrapper's three parameters, and a name beside a media type; the first value known wins.
+    (CODES, {"output": "csv"}, "text/csv"),
+    (CODES, {"results": "tsv"}, "text/tab-separated-values"),
+    (CODES, {"format": ["tsv", "text/tab-separated-values"], "output": ["tsv", "text/tab-separated-values"]},
+     "text/tab-separated-values"),
+    (CONSTRUCT, {"format": ["rdf+xml", "application/rdf+xml"]}, "application/rdf+xml"),
+    # A value this server does not know falls back to Accept (here none: the default).
+    (CODES, {"format": "pdf"}, "application/sparql-results+json"),
+    (CONSTRUCT, {"format": "csv"}, "text/turtle"),
+])
+def test_format_parameter_values_clients_send(endpoint, query, params, media_type):
+    status, headers, body = call(endpoint, query, params=params)
+    assert status == 200 and headers["Content-Type"].startswith(media_type)
+    if media_type == "application/rdf+xml":
+        turtle = Graph().parse(data=call(endpoint, CONSTRUCT, accept="text/turtle")[2], format="turtle")
+        assert len(turtle) > 0 and set(Graph().parse(data=body, format="xml")) == set(turtle)
+    if media_type == "text/csv":
+        assert body.decode().split() == ["code", "FRA", "NOR"]
+
+
+def test_unknown_format_value_falls_back_to_accept(endpoint):
+    status, headers, body = call(endpoint, CODES, accept="text/csv", params={"format": "pdf"})
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+
+
+def test_a_browser_gets_the_query_page_and_clients_their_answers(endpoint):
+    for how in ("GET", "POST"):  # a link, or the query page's form sent without its script
+        status, headers, body = call(endpoint, CODES, method=how, accept=BROWSER_ACCEPT)
+        assert status == 200 and headers["Content-Type"].startswith("text/html")
+        assert "Accept" in headers["Vary"]
+        page = body.decode("utf-8")
+        assert '"autorun": true' in page and "FILTER(?code IN (&#39;FRA&#39;, &#39;NOR&#39;))" in page
+    assert call(endpoint, CODES, accept="text/html")[1]["Content-Type"].startswith("text/html")
+    assert call(endpoint, CODES, params={"format": "html"})[1]["Content-Type"].startswith("text/html")
+    # A wildcard, an explicit format or an API client's Accept keep the answer.
+    for accept, params, media_type in [("*/*", None, "application/sparql-results+json"),
+                                       (None, None, "application/sparql-results+json"),
+                                       (BROWSER_ACCEPT, {"format": "json"}, "application/sparql-results+json"),
+                                       (BROWSER_ACCEPT, {"format": "csv"}, "text/csv"),
+                                       ("application/sparql-results+xml, text/html;q=0.5", None,
+                                        "application/sparql-results+xml")]:
+        status, headers, _ = call(endpoint, CODES, accept=accept, params=params)
+        assert status == 200 and headers["Content-Type"].startswith(media_type), (accept, params)
+
+
+def test_head_is_answered_as_get_without_a_body(endpoint):
+    _, got, body = call(endpoint, CODES)
+    status, headers, empty = call(endpoint, method="HEAD", params={"query": CODES})
+    assert status == 200 and empty == b"" and body
+    assert headers["Content-Type"] == got["Content-Type"] and headers["ETag"] == got["ETag"]
+    assert int(headers["Content-Length"]) == len(body)
+
+
+LATIN_QUERY = "SELECT ?c WHERE { ?c rdfs:label 'Curaçao'@en }"
+
+
+@pytest.mark.parametrize("charset", ["ISO-8859-1", "latin1", "UTF-16", "utf-8"])
+def test_a_body_is_decoded_by_its_charset(endpoint, charset):
+    direct = call(endpoint, method="POST", body=LATIN_QUERY.encode(charset), accept="text/csv",
+                  content_type=f"application/sparql-query; charset={charset}")
+    form = call(endpoint, method="POST", accept="text/csv",
+                body=urllib.parse.urlencode({"query": LATIN_QUERY}, encoding=charset).encode("ascii"),
+                content_type=f"application/x-www-form-urlencoded; charset={charset}")
+    for status, _, body in (direct, form):
+        assert status == 200 and body.decode().split() == ["c", PREFIXES["country"] + "CUW"]
+
+
+def test_an_unknown_charset_or_undecodable_body_gets_400(endpoint):
+    for charset in ("x-nope", "base64"):  # unknown, and not a text encoding
+        status, _, body = call(endpoint, method="POST", body=b"ASK {}",
+                               content_type=f"application/sparql-query; charset={charset}")
+        assert status == 400 and f"unknown charset '{charset}'".encode() in body
+    status, _, body = call(endpoint, method="POST", body=LATIN_QUERY.encode("latin-1"),
+                           content_type="application/sparql-query")  # no charset: UTF-8, which this is not
+    assert status == 400 and b"not valid utf-8" in body
+    status, _, body = call(endpoint, method="POST", body=b"query=ASK%7B%7D%FF",
+                           content_type="application/x-www-form-urlencoded; charset=utf-8")
+    assert status == 400 and b"not valid utf-8" in body
+
+
+def test_large_answers_are_compressed_with_their_own_etag(endpoint):
+    query = "SELECT ?s ?label WHERE { ?s rdfs:label ?label } ORDER BY ?s ?label"
+    _, plain, body = call(endpoint, query)
+    status, headers, packed = call(endpoint, query, headers={"Accept-Encoding": "gzip"})
+    assert status == 200 and headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in headers["Vary"]
+    assert gzip.decompress(packed) == body and len(packed) < len(body) / 4
+    assert "Content-Encoding" not in plain and "Accept-Encoding" in plain["Vary"]
+    assert headers["ETag"] != plain["ETag"]  # another representation: a cache never mixes them up
+    assert call(endpoint, query, headers={"Accept-Encoding": "gzip", "If-None-Match": headers["ETag"]})[0] == 304
+    assert call(endpoint, query, headers={"If-None-Match": plain["ETag"]})[0] == 304
+    # A client that no longer takes gzip does not get a 304 for the gzip copy it holds.
+    assert call(endpoint, query, headers={"If-None-Match": headers["ETag"]})[0] == 200
+    _, small, _ = call(endpoint, CODES, headers={"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in small
+
+
 def test_default_and_named_graph_parameters(endpoint, store):
     monitor = str(GRAPH["monitor-2022"])
     count = "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }"
@@ -141,7 +249,7 @@ def test_error_statuses(endpoint):
     assert call(endpoint, CODES, method="PUT", body=b"x", content_type="text/plain")[0] == 405
     assert call(endpoint, CODES, method="DELETE")[0] == 405
     assert call(endpoint, CODES, accept="image/png")[0] == 406
-    assert call(endpoint, CODES, params={"format": "pdf"})[0] == 406
+    assert call(endpoint, CODES, accept="image/png", params={"format": "pdf"})[0] == 406
     assert call(endpoint, method="POST", body=CODES.encode(), content_type="text/plain")[0] == 415
 
 
@@ -176,9 +284,18 @@ def test_service_description_and_query_page(endpoint):
 def test_cors_without_credentials(endpoint):
     _, headers, _ = call(endpoint, CODES, headers={"Origin": "https://example.org"})
     assert headers["Access-Control-Allow-Origin"] == "*" and "Access-Control-Allow-Credentials" not in headers
+    exposed = {name.strip().lower() for name in headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"x-sparql-maxrows", "etag"} <= exposed
     status, headers, _ = call(endpoint, method="OPTIONS", headers={
         "Origin": "https://example.org", "Access-Control-Request-Method": "POST"})
     assert status == 204 and "POST" in headers["Access-Control-Allow-Methods"]
+    # A preflight for other headers (jQuery's X-Requested-With, a token) gets them allowed.
+    status, headers, _ = call(endpoint, method="OPTIONS", headers={
+        "Origin": "https://example.org", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "x-requested-with, authorization"})
+    allowed = {name.strip().lower() for name in headers["Access-Control-Allow-Headers"].split(",")}
+    assert status == 204 and {"x-requested-with", "authorization"} <= allowed
+    assert "Access-Control-Allow-Credentials" not in headers
 
 
 def test_answers_carry_etags_and_revalidate(endpoint):
@@ -248,6 +365,12 @@ def limited(built):
                         "--workers", "2", "--cache-entries", "0")
     yield live
     stop_server(live)
+
+
+def test_the_default_row_cap_leaves_the_whole_graph_whole(endpoint, store):
+    status, headers, body = call(endpoint, "SELECT * WHERE { ?s ?p ?o }", accept="text/tab-separated-values")
+    assert status == 200 and "X-SPARQL-MaxRows" not in headers
+    assert body.count(b"\n") - 1 == default_graph_size(store) > 25_000
 
 
 def test_row_cap_is_signalled(limited):

@@ -62,6 +62,23 @@ def test_counts_per_status_per_report_match_the_headline_numbers(store):
     # Monitor 2017: "As of 1 August 2017, a total of 26 states and three other areas are contaminated" and the
     # page's list names those 26 states (the three other areas are not states).
     assert counts[(ID + "source/monitor-cmm-2017-contamination", str(CMC.Contaminated))] == 26
+    # Monitor 2011: "A total of 28 states and three other areas were believed to have cluster munition remnants", and
+    # its table names those 28 states
+    assert counts[(ID + "source/monitor-cmm-2011-contamination", str(CMC.Contaminated))] == 28
+
+
+def test_contamination_records_from_five_report_years(store):
+    rows = [r for r in _statuses(store) if r["status"] == str(CMC.Contaminated)]
+    years = {r["asOf"][:4] for r in rows}
+    assert years == {"2011", "2013", "2014", "2017", "2018"}, years
+    by_state = {}
+    for r in rows:
+        by_state.setdefault(r["state"].rsplit("/", 1)[1], set()).add(r["asOf"][:4])
+    # Lao PDR, Lebanon, Iraq, BiH, Cambodia, Vietnam: named in the 2011 table, in the 2013 and 2014 summaries, in the 2017 list
+    for iso in ("LAO", "LBN", "IRQ", "BIH", "KHM", "VNM"):
+        assert {"2011", "2013", "2014", "2017"} <= by_state[iso], iso
+    # Norway: in the 2011 table and the 2014 summary, not in the 2017 list (cleared since)
+    assert by_state["NOR"] == {"2011", "2014"}
 
 
 def test_q37_status_per_report(store):

@@ -69,6 +69,7 @@ class CMC(DefinedNamespace):
     ExplosiveRemnantsOfWar: URIRef
     FaithBasedGroup: URIRef
     FormerProducer: URIRef
+    FormerStockpiler: URIRef
     Founding: URIRef
     FoundingMemberRole: URIRef
     FoundingOrganizationRole: URIRef

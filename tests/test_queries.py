@@ -325,6 +325,21 @@ def test_q32_members_by_country(store):
     assert got[str(PREFIXES["country"]) + "USA"] >= 4
 
 
+def test_q41_members_per_region(store):
+    rows = _run(store, "41-members-per-region").rows
+    regions = {r["state"]: r["regionName"] for r in select(store, """SELECT ?state ?regionName WHERE {
+        ?state cmc:inM49Area/skos:broader* ?r . ?r a cmc:M49Region ; rdfs:label ?regionName }""").rows}
+    members = select(store, """SELECT DISTINCT ?m ?c WHERE { ?x a org:Membership ; org:member ?m .
+        ?m cmc:country ?c FILTER NOT EXISTS { ?m a foaf:Person } }""").rows
+    orgs, countries = {}, {}
+    for r in members:
+        orgs.setdefault(regions[r["c"]], set()).add(r["m"])
+        countries.setdefault(regions[r["c"]], set()).add(r["c"])
+    assert {r["regionName"]: (int(r["organizations"]), int(r["countries"])) for r in rows} == {
+        name: (len(orgs[name]), len(countries[name])) for name in orgs}
+    assert {"Europe", "Americas", "Asia"} <= {r["regionName"] for r in rows}
+
+
 def test_q33_members_by_kind(store):
     rows = _run(store, "33-members-by-kind").rows
     got = {r.get("kind"): int(r["organizations"]) for r in rows}

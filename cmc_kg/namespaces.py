@@ -46,6 +46,7 @@ class CMC(DefinedNamespace):
     Campaign: URIRef
     City: URIRef
     CivilSocietyOrganization: URIRef
+    ClearanceCompleted: URIRef
     ClusterMunition: URIRef
     ClusterMunitionStatus: URIRef
     ClusterMunitionStatusKind: URIRef

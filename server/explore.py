@@ -34,7 +34,8 @@ from cmc_kg.namespaces import ID, ONTOLOGY, PREFIXES
 
 from .state import State
 
-__all__ = ["bp", "set_values", "treaty_chart", "network_layout", "regions_table", "members_by_country", "status_grid"]
+__all__ = ["bp", "set_values", "treaty_chart", "network_layout", "regions_table", "members_by_country",
+           "status_grid"]
 
 bp = Blueprint("explore", __name__)
 
@@ -356,8 +357,8 @@ def _status_rows(answer: Sparql, on: date) -> list[dict]:
         for key in ("signed", "consented", "inForce", "withdrawalNotified", "withdrawn"):
             value = row.get(key)
             cells[key] = {"value": value or "", "later": bool(value) and value > on.isoformat()}
-        rows.append({"state": row["state"], "name": row["name"], "path": entity_path(row["state"]), "status": row["status"],
-                     "rank": STATUSES.index(row["status"]), **cells})
+        rows.append({"state": row["state"], "name": row["name"], "path": entity_path(row["state"]),
+                     "status": row["status"], "rank": STATUSES.index(row["status"]), **cells})
     return rows
 
 
@@ -398,11 +399,12 @@ def treaty_page(slug: str):
     regions_sparql = run("regions-of-states")
     by_region = regions_table(rows, regions_sparql.rows)
     others = [t for t in known.values() if t.slug != slug]
-    return render_template("explore_treaty.html", by_region=by_region, regions_sparql=regions_sparql, title=treaty.name, treaty=treaty, treaties=known, on=on,
+    return render_template("explore_treaty.html", title=treaty.name, treaty=treaty, treaties=known, on=on,
                            problem=problem, chart=chart, pending=pending, series=_series(series_sparql),
                            rows=rows, counts=counts, statuses=STATUSES, others=others,
                            has_entry_into_force=has_entry_into_force, chart_sparql=series_sparql,
-                           events_sparql=events_sparql, status_sparql=status_sparql)
+                           events_sparql=events_sparql, status_sparql=status_sparql, by_region=by_region,
+                           regions_sparql=regions_sparql)
 
 
 @bp.get("/explore/compare")
@@ -693,7 +695,6 @@ def network():
                            counts=counts, sparql=answer, treaties=treaties()[0])
 
 
-
 # --------------------------------------------------------------------------------------------------
 # Member organizations by country
 # --------------------------------------------------------------------------------------------------
@@ -703,8 +704,8 @@ def members_by_country(rows: list[dict[str, str]]) -> dict:
     countries: dict[str, dict] = {}
     for row in rows:
         key = row.get("country", "")
-        group = countries.setdefault(key, {"name": row.get("countryName", ""), "path": entity_path(key) if key else None,
-                                           "region": row.get("regionName", ""), "orgs": []})
+        group = countries.setdefault(key, {"name": row.get("countryName", ""), "region": row.get("regionName", ""),
+                                           "path": entity_path(key) if key else None, "orgs": []})
         group["orgs"].append({"name": row["orgLabel"], "path": entity_path(row["org"]),
                               "kinds": row.get("kinds", ""), "member_of": row.get("memberOf", "")})
     without = countries.pop("", None)
@@ -733,8 +734,8 @@ def status_grid(rows: list[dict[str, str]], status: str = "") -> dict:
 
     :param status: the local name of one status kind to keep (``Contaminated``), or "" for all.
     """
-    kinds = sorted({(r["status"].rsplit("#", 1)[-1], r["statusLabel"]) for r in rows}, key=lambda k: k[1])
-    kept = [r for r in rows if not status or r["status"].rsplit("#", 1)[-1] == status]
+    kinds = sorted({(_local(r["status"]), r["statusLabel"]) for r in rows}, key=lambda k: k[1])
+    kept = [r for r in rows if not status or _local(r["status"]) == status]
     reports = sorted({(r.get("asOf", ""), r["source"]) for r in kept}, key=lambda k: (not k[0], k[0], k[1]))
     states: dict[str, dict] = {}
     for r in kept:
@@ -751,7 +752,7 @@ def status_grid(rows: list[dict[str, str]], status: str = "") -> dict:
 @bp.get("/explore/monitor")
 def monitor():
     answer = run("cluster-munition-status-by-report")
-    known_kinds = {r["status"].rsplit("#", 1)[-1] for r in answer.rows}
+    known_kinds = {_local(r["status"]) for r in answer.rows}
     status = request.args.get("status", "")
     problem = None
     if status and status not in known_kinds:

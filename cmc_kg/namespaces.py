@@ -53,6 +53,7 @@ class CMC(DefinedNamespace):
     CivilSocietyOrganization: URIRef
     ClaimAdded: URIRef
     ClaimRemoved: URIRef
+    ClearanceCompleted: URIRef
     ClusterMunition: URIRef
     ClusterMunitionStatus: URIRef
     ClusterMunitionStatusKind: URIRef
@@ -77,6 +78,7 @@ class CMC(DefinedNamespace):
     ExplosiveRemnantsOfWar: URIRef
     FaithBasedGroup: URIRef
     FormerProducer: URIRef
+    FormerStockpiler: URIRef
     Founding: URIRef
     FoundingMemberRole: URIRef
     FoundingOrganizationRole: URIRef

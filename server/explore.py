@@ -8,6 +8,8 @@
   both ways.
 * ``/explore/network``: the CMC, the ICBL and the ICBL-CMC they merged into, with their members by role,
   governance bodies, and the countries the members are based in.
+* ``/explore/members``: member organizations per country (with their kinds) and per UN M49 region.
+* ``/explore/monitor?status=Contaminated``: states by reports, the cluster-munition status each report gives.
 
 Every picture is drawn on the server as SVG from the answer of one SPARQL query kept in
 ``queries/explore/*.rq`` (read at each request, so the file is the one place the query lives); the page
@@ -32,7 +34,8 @@ from cmc_kg.namespaces import ID, ONTOLOGY, PREFIXES
 
 from .state import State
 
-__all__ = ["bp", "set_values", "treaty_chart", "network_layout"]
+__all__ = ["bp", "set_values", "treaty_chart", "network_layout", "regions_table", "members_by_country",
+           "status_grid"]
 
 bp = Blueprint("explore", __name__)
 
@@ -368,9 +371,20 @@ def _status_rows(answer: Sparql, on: date) -> list[dict]:
         for key in ("signed", "consented", "inForce", "withdrawalNotified", "withdrawn"):
             value = row.get(key)
             cells[key] = {"value": value or "", "later": bool(value) and value > on.isoformat()}
-        rows.append({"name": row["name"], "path": entity_path(row["state"]), "status": row["status"],
-                     "rank": STATUSES.index(row["status"]), **cells})
+        rows.append({"state": row["state"], "name": row["name"], "path": entity_path(row["state"]),
+                     "status": row["status"], "rank": STATUSES.index(row["status"]), **cells})
     return rows
+
+
+def regions_table(status_rows: list[dict], region_rows: list[dict[str, str]]) -> list[dict]:
+    """Per UN M49 region, how many states have each status on the page's date (states without a region last)."""
+    region_of = {r["state"]: r["regionName"] for r in region_rows}
+    table: dict[str, dict[str, int]] = {}
+    for row in status_rows:
+        counts = table.setdefault(region_of.get(row["state"], "no M49 region"), dict.fromkeys(STATUSES, 0))
+        counts[row["status"]] += 1
+    return [{"region": name, "counts": counts, "parties": counts["party"] + counts["in force"]}
+            for name, counts in sorted(table.items(), key=lambda item: (item[0] == "no M49 region", item[0]))]
 
 
 @bp.get("/explore")
@@ -398,12 +412,15 @@ def treaty_page(slug: str):
     rows = _status_rows(status_sparql, on)
     counts = status_counts(rows)
     has_entry_into_force = any(r["inForce"]["value"] for r in rows)
+    regions_sparql = run("regions-of-states")
+    by_region = regions_table(rows, regions_sparql.rows)
     others = [t for t in known.values() if t.slug != slug]
     return render_template("explore_treaty.html", title=treaty.name, treaty=treaty, treaties=known, on=on,
                            problem=problem, chart=chart, pending=pending, series=_series(series_sparql),
                            rows=rows, counts=counts, statuses=STATUSES, others=others, caveat=caveat,
                            has_entry_into_force=has_entry_into_force, chart_sparql=series_sparql,
-                           events_sparql=events_sparql, status_sparql=status_sparql)
+                           events_sparql=events_sparql, status_sparql=status_sparql, by_region=by_region,
+                           regions_sparql=regions_sparql)
 
 
 @bp.get("/explore/compare")
@@ -694,3 +711,69 @@ def network():
     return render_template("explore_network.html", title="The coalition network", layout=layout,
                            counts=counts, sparql=answer, treaties=treaties()[0])
 
+
+# --------------------------------------------------------------------------------------------------
+# Member organizations by country
+# --------------------------------------------------------------------------------------------------
+
+def members_by_country(rows: list[dict[str, str]]) -> dict:
+    """The members query's rows grouped by country (most members first), organizations without one last."""
+    countries: dict[str, dict] = {}
+    for row in rows:
+        key = row.get("country", "")
+        group = countries.setdefault(key, {"name": row.get("countryName", ""), "region": row.get("regionName", ""),
+                                           "path": entity_path(key) if key else None, "orgs": []})
+        group["orgs"].append({"name": row["orgLabel"], "path": entity_path(row["org"]),
+                              "kinds": row.get("kinds", ""), "member_of": row.get("memberOf", "")})
+    without = countries.pop("", None)
+    ordered = sorted(countries.values(), key=lambda g: (-len(g["orgs"]), g["name"]))
+    regions: dict[str, int] = defaultdict(int)
+    for group in ordered:
+        regions[group["region"] or "no M49 region"] += len(group["orgs"])
+    return {"countries": ordered, "without": without["orgs"] if without else [],
+            "organizations": len({r["org"] for r in rows}), "regions": sorted(regions.items(), key=lambda r: -r[1]),
+            "widest": max((len(g["orgs"]) for g in ordered), default=1)}
+
+
+@bp.get("/explore/members")
+def members():
+    answer = run("members-by-country")
+    return render_template("explore_members.html", title="Member organizations by country",
+                           groups=members_by_country(answer.rows), sparql=answer, treaties=treaties()[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# The Monitor's cluster-munition records over time
+# --------------------------------------------------------------------------------------------------
+
+def status_grid(rows: list[dict[str, str]], status: str = "") -> dict:
+    """States (rows) by reports (columns, dated ones by date, undated pages last): the statuses each report gives.
+
+    :param status: the local name of one status kind to keep (``Contaminated``), or "" for all.
+    """
+    kinds = sorted({(_local(r["status"]), r["statusLabel"]) for r in rows}, key=lambda k: k[1])
+    kept = [r for r in rows if not status or _local(r["status"]) == status]
+    reports = sorted({(r.get("asOf", ""), r["source"]) for r in kept}, key=lambda k: (not k[0], k[0], k[1]))
+    states: dict[str, dict] = {}
+    for r in kept:
+        state = states.setdefault(r["state"], {"name": r["stateName"], "path": entity_path(r["state"]),
+                                               "region": r.get("regionName", ""), "cells": defaultdict(list)})
+        cell = state["cells"][r["source"]]
+        if r["statusLabel"] not in [c["label"] for c in cell]:
+            cell.append({"label": r["statusLabel"], "quote": r["quote"]})
+    return {"kinds": kinds, "status": status, "columns": [{"source": s, "asOf": d} for d, s in reports],
+            "states": sorted(states.values(), key=lambda s: s["name"]),
+            "per_column": {s: sum(1 for st in states.values() if st["cells"].get(s)) for _, s in reports}}
+
+
+@bp.get("/explore/monitor")
+def monitor():
+    answer = run("cluster-munition-status-by-report")
+    known_kinds = {_local(r["status"]) for r in answer.rows}
+    status = request.args.get("status", "")
+    problem = None
+    if status and status not in known_kinds:
+        problem, status = f"“{status}” is not a status of any record; showing all.", ""
+    return render_template("explore_monitor.html", title="Cluster-munition status over time",
+                           grid=status_grid(answer.rows, status), problem=problem, sparql=answer,
+                           treaties=treaties()[0])

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cmc_kg.cli import main
+from cmc_kg.query import select
 
 COMMANDS = ["build", "validate", "query", "stats", "serve", "import-tables", "export", "push", "link", "enrich"]
 
@@ -56,3 +57,16 @@ def test_stats_lists_graphs_and_classes(built):
     counts = [line.split() for line in result.output.splitlines() if line.strip().endswith("ontology#Country")]
     assert int(counts[0][0]) == 249
     assert "countries with an M49 region: 247 (without: 2)" in result.output
+
+
+def test_stats_shows_the_field_beside_its_targets(built, store):
+    """The member and Monitor figures printed by `cmc-kg stats` are the graph's, with issue 11's targets."""
+    output = CliRunner().invoke(main, ["stats", "--build-dir", str(built[0].build_dir)]).output
+    orgs = len(select(store, "SELECT DISTINCT ?m WHERE { ?x a org:Membership ; org:member ?m "
+                             "FILTER NOT EXISTS { ?m a foaf:Person } }", asserted_only=True).rows)
+    assert f"member organizations: {orgs} in " in output
+    assert "target (issue 11): 150 organizations from 40 countries" in output
+    lines = {line.split()[-1]: line.split() for line in output.splitlines()
+             if line.strip().split()[-1:] and line.strip().split()[-1].startswith(("MONITOR-", "CMC-"))}
+    assert lines["MONITOR-CMM-2011-CONTAMINATION"][:2] == ["28", "2011-08-25"]
+    assert lines["CMC-STOCKPILERS"][:2] == ["93", "undated"]

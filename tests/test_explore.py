@@ -178,7 +178,7 @@ def test_index_links_every_picture(session, server, store):
     session.open("/explore")
     hrefs = session.page.eval_on_selector_all(".cards a", "as => as.map(a => a.getAttribute('href'))")
     assert {"/explore/treaty/ccm", "/explore/treaty/mbt", "/explore/treaty/ccw", "/explore/compare",
-            "/explore/network"} <= set(hrefs)
+            "/explore/network", "/explore/members", "/explore/monitor"} <= set(hrefs)
     parties = {slug: int(session.page.get_attribute(f"#spark-{slug}", "data-last-parties"))
                for slug in ("ccm", "mbt", "ccw")}
     assert parties == {slug: len(_parties(REFERENCE[slug], AS_AT)) for slug in REFERENCE}
@@ -229,7 +229,7 @@ def test_treaty_chart_agrees_with_the_reference_table(session, server, slug):
     for i, a in enumerate(texts):   # event labels never overlap one another
         for b in texts[i + 1:]:
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
-    assert _check_sparql_blocks(session, server) == 3
+    assert _check_sparql_blocks(session, server) == 4   # lines, events, the status table, the regions
     session.shot(slug)
 
 
@@ -406,3 +406,13 @@ def test_network(session, server, store):
             assert response.status == 200 and response.headers["Content-Type"].startswith("text/html"), href
     assert _check_sparql_blocks(session, server) == 1
     session.shot("network")
+
+
+@pytest.mark.parametrize("path", ["/explore/members", "/explore/monitor", "/explore/monitor?status=Stockpiler"])
+def test_field_pages_load_cleanly_with_their_sparql(session, server, path):
+    """The members and Monitor pages (numbers: tests/test_explore_field.py) load without errors or foreign
+    requests, and each query they show answers as many rows on /sparql as they say."""
+    session.open(path)
+    assert session.page.locator("table.data").first.is_visible()
+    assert _check_sparql_blocks(session, server) == 1
+    session.shot(path.strip("/").replace("/", "-").replace("?status=", "-"))

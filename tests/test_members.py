@@ -10,11 +10,12 @@ from rdflib.namespace import FOAF, ORG, RDF
 
 from cmc_kg.namespaces import CMC as CMC_TERMS, PREFIXES
 
+from cmc_kg.cli import MEMBER_TARGET
 from cmc_kg.settings import Paths
 
 CMC = Namespace(str(CMC_TERMS))
 KGORG, TREATY = PREFIXES["kgorg"], PREFIXES["treaty"]
-TARGET_ORGANIZATIONS, TARGET_COUNTRIES = 150, 40
+TARGET_ORGANIZATIONS, TARGET_COUNTRIES = MEMBER_TARGET   # as `cmc-kg stats` prints them
 
 
 def _data() -> Dataset:

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import fields
 from pathlib import Path
 
 import click
 
+from .console import progress, run_build
 from .export import EXPORT_FORMATS
 from .settings import Settings
 
 __all__ = ["main"]
-
-
-def _progress(message: str) -> None:
-    """Step lines on stderr, with elapsed time, so a long build shows where it is."""
-    click.echo(f"[{time.perf_counter() - _STARTED:6.1f}s] {message}", err=True)
-
-
-_STARTED = time.perf_counter()
 
 
 def _settings(build_dir: str | None) -> Settings:
@@ -36,23 +27,11 @@ def main():
     """cmc-kg: build, query and serve the Cluster Munition Coalition knowledge graph."""
 
 
-def _run_build(settings: Settings, write: bool):
-    from .build import BuildError, build
-
-    try:
-        return build(settings, progress=_progress, write=write)
-    except BuildError as error:
-        click.echo(f"build failed: {error}", err=True)
-        if write and settings.dump_file.exists():
-            click.echo(f"the last good build is unchanged: {settings.dump_file}", err=True)
-        sys.exit(1)
-
-
 @main.command("build")
 @build_dir_option
 def build_command(build_dir):
     """Parse, validate (SHACL), reason (OWL 2 RL), check and write build/cmc-kg.nq atomically."""
-    report = _run_build(_settings(build_dir), write=True)
+    report = run_build(_settings(build_dir), write=True)
     click.echo(f"built {report.dump_file}: {report.asserted_triples} asserted + {report.inferred_triples} inferred "
                f"triples over the named graphs, {report.distinct_triples} distinct in the merged default graph "
                f"(a fact from two sources counts once there) in {sum(report.seconds_per_step.values()):.1f}s "
@@ -62,7 +41,7 @@ def build_command(build_dir):
 @main.command("validate")
 def validate_command():
     """Run every build step except writing: parse, SHACL shapes, reasoning, consistency checks."""
-    report = _run_build(Settings(), write=False)
+    report = run_build(Settings(), write=False)
     click.echo(f"valid: {report.asserted_triples} asserted triples, {report.inferred_triples} inferred, "
                f"all shapes and checks pass")
 
@@ -166,7 +145,7 @@ def push_command(endpoint, query_endpoint, build_dir):
     if not settings.dump_file.exists():
         raise click.ClickException(f"{settings.dump_file} does not exist: run `cmc-kg build` first")
     try:
-        uploaded = push(settings.dump_file, endpoint, query_endpoint, progress=_progress)
+        uploaded = push(settings.dump_file, endpoint, query_endpoint, progress=progress)
     except (RemoteError, OSError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"pushed {len(uploaded) - 1} named graphs and the merged default graph "
@@ -232,7 +211,7 @@ def serve_command(config_file, **flags):
         raise click.UsageError(str(bad)) from None
     settings = config.paths()
     if not config.store and not settings.dump_file.exists():
-        _run_build(settings, write=True)
+        run_build(settings, write=True)
     app = create_app(config)
     local = f"http://{config.host}:{config.port}"
     click.echo(f"cmc-kg serving on {local}/ (query page: {local}/query, explore: {local}/explore, "

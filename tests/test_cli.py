@@ -56,3 +56,12 @@ def test_stats_lists_graphs_and_classes(built):
     counts = [line.split() for line in result.output.splitlines() if line.strip().endswith("ontology#Country")]
     assert int(counts[0][0]) == 249
     assert "countries with an M49 region: 247 (without: 2)" in result.output
+
+
+def test_the_link_commands_do_not_import_the_main_command_line():
+    # cmc_kg/cli.py adds the link commands to `cmc-kg`; they, in turn, share only cmc_kg/console.py with it.
+    import subprocess
+    import sys
+
+    check = "import sys, cmc_kg.link.cli; assert 'cmc_kg.cli' not in sys.modules, 'import cycle'"
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=60)

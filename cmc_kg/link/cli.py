@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
 import click
 
+from ..console import progress, run_build
+
 __all__ = ["link", "enrich"]
-
-_STARTED = time.perf_counter()
-
-
-def _progress(message: str) -> None:
-    """Progress lines on stderr, with elapsed time."""
-    click.echo(f"[{time.perf_counter() - _STARTED:6.1f}s] {message}", err=True)
-
 
 def _paths():
     from ..settings import Settings
@@ -62,9 +55,9 @@ def _endpoint_options(command):
 def _client(config):
     from .client import WikidataClient, default_user_agent
 
-    client = WikidataClient(config, progress=_progress)
+    client = WikidataClient(config, progress=progress)
     if not config.wikidata_user_agent:
-        _progress(f"User-Agent: {default_user_agent()}")
+        progress(f"User-Agent: {default_user_agent()}")
     return client
 
 
@@ -105,21 +98,19 @@ def link_wikidata(config_file, offline, build_dir, curation, links_file, review,
     config = _config(config_file, **flags)
     contradicted = False
     if offline:
-        _progress("offline: nothing is fetched; the committed link set is used")
+        progress("offline: nothing is fetched; the committed link set is used")
     else:
         from ..query import open_store
 
         if not settings.dump_file.exists():
-            from ..cli import _run_build
-
-            _run_build(settings, write=True)
+            run_build(settings, write=True)
         entities = local_entities(open_store(settings))
         client = _client(config)
-        _progress(f"querying {config.wikidata_endpoint} for {len(entities)} entities")
+        progress(f"querying {config.wikidata_endpoint} for {len(entities)} entities")
         try:
-            report = find_candidates(client, entities, read_candidates(folder / "candidates.tsv"), _progress)
+            report = find_candidates(client, entities, read_candidates(folder / "candidates.tsv"), progress)
         except EndpointUnreachable as unreachable:
-            _progress(f"{unreachable}: working offline with the committed link set")
+            progress(f"{unreachable}: working offline with the committed link set")
         except EndpointError as failed:
             raise click.ClickException(str(failed)) from None
         else:
@@ -217,9 +208,9 @@ def enrich_wikidata(config_file, offline, curation, output, **flags):
         raise click.ClickException(str(bad)) from None
     config = _config(config_file, **flags)
     client = _client(config)
-    _progress(f"querying {config.wikidata_endpoint} for the facts of {len(qids)} linked items")
+    progress(f"querying {config.wikidata_endpoint} for the facts of {len(qids)} linked items")
     try:
-        facts = fetch_facts(client, qids, _progress)
+        facts = fetch_facts(client, qids, progress)
     except EndpointUnreachable as unreachable:  # nothing was written: a failure, whatever snapshot exists
         raise click.ClickException(f"{unreachable}; nothing written; {snapshot_info(output_path)}") from None
     except EndpointError as failed:

@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape, quoteattr
 import pyoxigraph as ox
 from rdflib import Graph
 
-from .formats import RDF_FORMATS
+from .formats import RDF_FORMATS, UTF8_BOM
 from .namespaces import INFERRED_GRAPH, PREFIXES, bind_prefixes
 from .query import PREFIX_MAP, select
 
@@ -90,10 +90,11 @@ SELECT ?iso3 ?state ?treatyName ?signed ?consentKind ?consented ?entryIntoForce 
         IF(BOUND(?signed), "signatory", "none"))) AS ?status)
 }
 ORDER BY ?iso3 ?treatyName"""),
-    Table("organizations", "one row per organization, with its kinds, countries and sources", """
+    Table("organizations", "one row per organization, with its kinds, countries (ISO codes and names) and sources", """
 SELECT ?organization ?name (GROUP_CONCAT(DISTINCT ?typeLabel; separator="; ") AS ?types)
        (GROUP_CONCAT(DISTINCT ?kindLabel; separator="; ") AS ?kinds)
        (GROUP_CONCAT(DISTINCT ?iso3; separator="; ") AS ?countries)
+       (GROUP_CONCAT(DISTINCT ?countryName; separator="; ") AS ?countryNames)
        (GROUP_CONCAT(DISTINCT ?key; separator="; ") AS ?sources) WHERE {
   GRAPH ?g { ?organization a ?type . }
   ?type rdfs:subClassOf* org:Organization .
@@ -102,7 +103,7 @@ SELECT ?organization ?name (GROUP_CONCAT(DISTINCT ?typeLabel; separator="; ") AS
   ?organization rdfs:label ?name .
   OPTIONAL { ?type rdfs:label ?typeLabel FILTER (STRSTARTS(STR(?type), STR(cmc:))) }
   OPTIONAL { ?organization org:classification/skos:prefLabel ?kindLabel . }
-  OPTIONAL { ?organization cmc:country/cmc:isoAlpha3 ?iso3 . }
+  OPTIONAL { ?organization cmc:country ?country . ?country cmc:isoAlpha3 ?iso3 ; rdfs:label ?countryName . }
 }
 GROUP BY ?organization ?name
 ORDER BY ?name"""),
@@ -124,10 +125,12 @@ ORDER BY ?organizationName ?memberName ?role"""),
 )}
 
 
-def export_table(store: ox.Store, name: str) -> bytes:
-    """A CSV table (UTF-8, header row, one column per variable of the table's query)."""
+def export_table(store: ox.Store, name: str, bom: bool = False) -> bytes:
+    """A CSV table (UTF-8, header row, one column per variable of the table's query); ``bom``: for spreadsheets."""
     rows = select(store, TABLES[name].query)
     out = io.StringIO()
+    if bom:
+        out.write(UTF8_BOM)
     writer = csv.DictWriter(out, fieldnames=rows.variables, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows.rows)
@@ -214,6 +217,9 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
     **{name: ExportFormat(fmt.extension, lambda store, inferred, name=name: export_rdf(store, name, inferred))
        for name, fmt in RDF_FORMATS.items()},
     **{f"csv-{name}": ExportFormat(".csv", lambda store, inferred, name=name: export_table(store, name), False)
+       for name in TABLES},
+    **{f"csv-excel-{name}": ExportFormat(".csv", lambda store, inferred, name=name: export_table(store, name, True),
+                                         False)
        for name in TABLES},
     "graphml": ExportFormat(".graphml", lambda store, inferred: export_graphml(store), False),
 }

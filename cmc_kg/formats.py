@@ -39,7 +39,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import pyoxigraph as ox
 
-__all__ = ["Format", "RESULT_FORMATS", "RDF_FORMATS", "by_name_or_type", "write_solutions", "write_boolean",
+__all__ = ["Format", "UTF8_BOM", "RESULT_FORMATS", "RDF_FORMATS", "by_name_or_type", "write_solutions", "write_boolean",
            "write_triples", "NotAcceptable", "NotRepresentable"]
 
 
@@ -79,6 +79,8 @@ RESULT_FORMATS = {f.name: f for f in (
     Format("xml", ("application/sparql-results+xml", "application/xml", "text/xml"), ".srx", title="SPARQL results XML"),
     Format("csv", ("text/csv",), ".csv", title="SPARQL results CSV"),
     Format("tsv", ("text/tab-separated-values",), ".tsv", title="SPARQL results TSV"),
+    # CSV that spreadsheet programs open as UTF-8: the same bytes after a byte-order mark (cmc_kg/export.py)
+    Format("csv-excel", ("text/csv; charset=utf-8; header=present",), ".csv", title="CSV for spreadsheets"),
 )}
 
 RDF_FORMATS = {f.name: f for f in (
@@ -89,6 +91,12 @@ RDF_FORMATS = {f.name: f for f in (
     Format("trig", ("application/trig",), ".trig", ox.RdfFormat.TRIG, "TriG"),
     Format("nquads", ("application/n-quads",), ".nq", ox.RdfFormat.N_QUADS, "N-Quads"),
 )}
+
+_CSV = ("csv", "csv-excel")
+# Spreadsheet programs (Excel, and LibreOffice by default) read a CSV file as UTF-8 only when it starts with a
+# byte-order mark; without one `Côte d'Ivoire` opens as `CÃ´te d'Ivoire`. csv-excel adds it, csv does not (RFC 4180
+# and SPARQL clients expect none; Python's "utf-8-sig" reads both).
+UTF8_BOM = "\ufeff"
 
 _ALIASES = {"ttl": "turtle", "nt": "ntriples", "n-triples": "ntriples", "xml-rdf": "rdfxml", "rdf": "rdfxml",
             "json-ld": "jsonld", "nq": "nquads", "n-quads": "nquads", "srj": "json", "srx": "xml"}
@@ -149,9 +157,9 @@ def _check_terms(terms: Iterable, fmt: Format) -> None:
                     datatype == _RDF + "dirLangString" and term.direction is None:
                 raise _refuse(fmt, f"it holds {_show(term)}, a literal typed {datatype.split('#')[1]} without a "
                                    "language tag or base direction, which is no RDF term")
-        elif isinstance(term, ox.Triple) and fmt.name in ("csv", "jsonld"):
+        elif isinstance(term, ox.Triple) and fmt.name in (*_CSV, "jsonld"):
             raise _refuse(fmt, "it holds a triple term, which this format has no syntax for "
-                               + ("(JSON, XML or TSV results carry them)" if fmt.name == "csv" else
+                               + ("(JSON, XML or TSV results carry them)" if fmt.name in _CSV else
                                   "(Turtle, N-Triples, TriG, N-Quads or RDF/XML carry them)"))
 
 
@@ -260,8 +268,10 @@ def write_solutions(variables: list[str], solutions: list, fmt: Format) -> bytes
         if bad:
             raise _not_xml(bad.group(), fmt)
         return document.encode("utf-8")
-    if fmt.name == "csv":
+    if fmt.name in _CSV:
         out = io.StringIO()
+        if fmt.name == "csv-excel":
+            out.write(UTF8_BOM)
         writer = csv.writer(out, lineterminator="\r\n")  # quotes fields holding '"', ',', CR or LF (RFC 4180)
         writer.writerow(variables)
         writer.writerows([_csv_value(s[v], label) for v in variables] for s in solutions)
@@ -278,8 +288,9 @@ def write_boolean(value: bool, fmt: Format) -> bytes:
     if fmt.name == "xml":
         return (f'<?xml version="1.0"?>\n<sparql xmlns="http://www.w3.org/2005/sparql-results#"><head/>'
                 f"<boolean>{str(value).lower()}</boolean></sparql>\n").encode("utf-8")
-    return f"_askResult\r\n{str(value).lower()}\r\n".encode("utf-8") if fmt.name == "csv" else \
-        f"?_askResult\n{str(value).lower()}\n".encode("utf-8")
+    if fmt.name in _CSV:
+        return f"{UTF8_BOM if fmt.name == 'csv-excel' else ''}_askResult\r\n{str(value).lower()}\r\n".encode("utf-8")
+    return f"?_askResult\n{str(value).lower()}\n".encode("utf-8")
 
 
 # XML 1.0 (fifth edition) name characters, as Oxigraph's RDF/XML writer reads them when it splits a

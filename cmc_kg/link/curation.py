@@ -110,10 +110,21 @@ def slug(key: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
 
 
-def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+def _rows(path: Path, delimiter: str = "\t") -> list[tuple[int, dict[str, str]]]:
+    """(line, row) for each row of a CSV or TSV file that may hold '#' comment lines (as csv.DictReader: blank
+    rows skipped, missing columns absent): the line is the file's own where the row starts, comment lines and
+    quoted line breaks counted."""
     with open(path, encoding="utf-8", newline="") as handle:
-        lines = [line for line in handle if not line.startswith("#")]
-    return list(enumerate(csv.DictReader(lines, delimiter="\t"), start=2))
+        numbered = [(number, line) for number, line in enumerate(handle, start=1) if not line.startswith("#")]
+    reader = csv.reader((line for _, line in numbered), delimiter=delimiter)
+    header, rows = next(reader, []), []
+    while True:
+        start = reader.line_num  # lines read so far: the next row starts on the one after them
+        values = next(reader, None)
+        if values is None:
+            return rows
+        if values:
+            rows.append((numbered[start][0], dict(zip(header, values))))
 
 
 def read_curation(path: Path) -> list[Decision]:
@@ -313,38 +324,36 @@ def reference_decisions(reference_dir: Path, graph_dir: Path, today: str,
         decisions.append(Decision(entity, label, qid, "accept", method, "", " ".join(keys), decided, note))
 
     countries = reference_dir / "countries_iso_wikidata_owid.csv"
-    with open(countries, encoding="utf-8", newline="") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            if row["row_kind"] != "iso3166_1":
-                continue
-            if not QID.match(row["wikidata_qid"]):
-                raise CurationError(f"{countries}:{line}: no Wikidata QID for {row['iso_alpha3']}")
-            name = row["iso_codes_4_15_name"]
-            note = "" if row["wikidata_label"] == name else \
-                f"OWID-CR gives this item the label \u201c{row['wikidata_label']}\u201d."
-            decide(f"country:{row['iso_alpha3']}", name, row["wikidata_qid"], "iso-code-match", ["OWID-CR"], note)
+    for line, row in _rows(countries, ","):
+        if row["row_kind"] != "iso3166_1":
+            continue
+        if not QID.match(row["wikidata_qid"]):
+            raise CurationError(f"{countries}:{line}: no Wikidata QID for {row['iso_alpha3']}")
+        name = row["iso_codes_4_15_name"]
+        note = "" if row["wikidata_label"] == name else \
+            f"OWID-CR gives this item the label \u201c{row['wikidata_label']}\u201d."
+        decide(f"country:{row['iso_alpha3']}", name, row["wikidata_qid"], "iso-code-match", ["OWID-CR"], note)
 
     entities = reference_dir / "entities_wikidata.csv"
     in_graph = _graph_entities(graph_dir)
-    with open(entities, encoding="utf-8", newline="") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            where = f"{entities}:{line}"
-            status, label = row["evidence_status"], row["entity_label"]
-            qid = row["wikidata_qid"] or row["candidate_qid_unresolved_source"]
-            if not qid:
-                continue
-            labels = in_graph.get(row["entity_type"], {})
-            matches = set().union(*(labels.get(v.casefold(), set()) for v in _label_variants(label)))
-            if len(matches) != 1:
-                skipped.append(f"{label} ({qid}): {'no' if not matches else 'more than one'} {row['entity_type']} "
-                               f"with this English label in graph/")
-                continue
-            entity = compact(str(next(iter(matches))))
-            if status == "verified_in_source":
-                decide(entity, label, qid, "curated", _source_keys(row["evidence_source"], sources, where),
-                       row["evidence_detail"])
-            else:
-                candidates.append(Candidate(entity, label, qid, status, row["note"]))
+    for line, row in _rows(entities, ","):
+        where = f"{entities}:{line}"
+        status, label = row["evidence_status"], row["entity_label"]
+        qid = row["wikidata_qid"] or row["candidate_qid_unresolved_source"]
+        if not qid:
+            continue
+        labels = in_graph.get(row["entity_type"], {})
+        matches = set().union(*(labels.get(v.casefold(), set()) for v in _label_variants(label)))
+        if len(matches) != 1:
+            skipped.append(f"{label} ({qid}): {'no' if not matches else 'more than one'} {row['entity_type']} "
+                           f"with this English label in graph/")
+            continue
+        entity = compact(str(next(iter(matches))))
+        if status == "verified_in_source":
+            decide(entity, label, qid, "curated", _source_keys(row["evidence_source"], sources, where),
+                   row["evidence_detail"])
+        else:
+            candidates.append(Candidate(entity, label, qid, status, row["note"]))
     return decisions, candidates, skipped
 
 

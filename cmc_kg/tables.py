@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import re
-from collections import defaultdict
 from pathlib import Path
 
 from rdflib import Literal, URIRef
 
 from .namespaces import CMC, DCTERMS, PREFIXES, RDF, RDFS, SKOS, XSD
+from .terms import TurtleWriter
 
 __all__ = ["import_tables", "TREATIES", "TableError"]
 
@@ -73,62 +73,14 @@ def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
         return [(number, row) for number, row in enumerate(csv.DictReader(handle), start=2)]
 
 
-_LOCAL_NAME_ESCAPES = re.compile(r"([/~!$&'()*+,;=?#@%])")
-_PREFIX_ORDER = sorted(PREFIXES.items(), key=lambda item: -len(str(item[1])))
-
-
-def _name(iri: URIRef) -> str:
-    """A prefixed name for an IRI, escaping what Turtle does not allow unescaped in a local name.
-
-    >>> _name(URIRef(str(PREFIXES["action"]) + "ccm/AFG/signature"))
-    'action:ccm\\\\/AFG\\\\/signature'
-    """
-    for prefix, namespace in _PREFIX_ORDER:
-        if iri.startswith(str(namespace)) and len(iri) > len(str(namespace)):
-            local = str(iri)[len(str(namespace)):]
-            return f"{prefix}:" + _LOCAL_NAME_ESCAPES.sub(r"\\\1", local)
-    return f"<{iri}>"
-
-
-def _term(value) -> str:
-    if isinstance(value, URIRef):
-        return _name(value)
-    literal = value if isinstance(value, Literal) else Literal(value)
-    text = literal.n3()
-    if literal.datatype:
-        text = text.rsplit("^^", 1)[0] + "^^" + _name(literal.datatype)
-    return text
-
-
-class _Turtle:
-    """Statements grouped by subject, written sorted, with the prefixes they use."""
-
-    def __init__(self):
-        self.statements: dict[URIRef, set[tuple[URIRef, object]]] = defaultdict(set)
-
-    def add(self, subject: URIRef, predicate: URIRef, value) -> None:
-        self.statements[subject].add((predicate, value))
-
-    def render(self, header: str) -> str:
-        body = []
-        for subject in sorted(self.statements):
-            pairs = sorted(self.statements[subject], key=lambda pv: (pv[0] != RDF.type, str(pv[0]), _term(pv[1])))
-            lines = [f"    {'a' if p == RDF.type else _name(p)} {_term(v)}" for p, v in pairs]
-            body.append(_name(subject) + "\n" + " ;\n".join(lines) + " .\n")
-        text = "\n".join(body)
-        used = sorted({p for p in PREFIXES if re.search(rf"(^|[\s(^]){re.escape(p)}:", text, re.M)})
-        prefixes = "".join(f"@prefix {p}: <{PREFIXES[p]}> .\n" for p in used)
-        return header + prefixes + "\n" + text
-
-
 def _date(value: str) -> Literal:
     return Literal(value, datatype=XSD.date)
 
 
-def _countries(reference: Path) -> tuple[_Turtle, dict[str, str], dict[str, str]]:
+def _countries(reference: Path) -> tuple[TurtleWriter, dict[str, str], dict[str, str]]:
     """Every ISO 3166-1 entry of ISO-CODES 4.15 with its codes and names; returns ISO3 -> English name
     and ISO3 -> alpha-2 too."""
-    turtle, names, alpha2 = _Turtle(), {}, {}
+    turtle, names, alpha2 = TurtleWriter(), {}, {}
     for line, row in _rows(reference / COUNTRIES_FILE):
         if row["row_kind"] != "iso3166_1":
             continue
@@ -147,10 +99,10 @@ def _countries(reference: Path) -> tuple[_Turtle, dict[str, str], dict[str, str]
     return turtle, names, alpha2
 
 
-def _common_names(reference: Path) -> _Turtle:
+def _common_names(reference: Path) -> TurtleWriter:
     """The names Our World in Data uses for countries ("Laos", "Russia"), where they differ from the ISO name,
     as alternative labels: what people type when they look a state up."""
-    turtle = _Turtle()
+    turtle = TurtleWriter()
     for _, row in _rows(reference / COUNTRIES_FILE):
         if row["row_kind"] == "iso3166_1" and row["owid_name"] and row["owid_name"] != row["iso_codes_4_15_name"]:
             turtle.add(COUNTRY[row["iso_alpha3"]], SKOS.altLabel, Literal(row["owid_name"], lang="en"))
@@ -165,11 +117,11 @@ M49_LEVELS = (
 )
 
 
-def _m49(reference: Path, names: dict[str, str], alpha2: dict[str, str]) -> _Turtle:
+def _m49(reference: Path, names: dict[str, str], alpha2: dict[str, str]) -> TurtleWriter:
     """The M49 regions, sub-regions and intermediate regions as SKOS concepts, and each country's most
     specific area (cmc:inM49Area). A row without a region (the table gives none) links nothing."""
     path = reference / M49_FILE
-    turtle = _Turtle()
+    turtle = TurtleWriter()
     areas: dict[str, tuple[str, URIRef, str | None]] = {}
     for line, row in _rows(path):
         where = f"{path}:{line}"
@@ -209,10 +161,10 @@ class _Participants:
     def __init__(self, reference: Path, names: dict[str, str]):
         self.reference, self.names = reference, names
         self.untc_names: dict[str, str] = {}
-        self.untc = _Turtle()
-        self.derived = _Turtle()
+        self.untc = TurtleWriter()
+        self.derived = TurtleWriter()
 
-    def action(self, turtle: _Turtle, mtdsg: str, code: str, kind: URIRef, segment: str, label: str, date: str) -> URIRef:
+    def action(self, turtle: TurtleWriter, mtdsg: str, code: str, kind: URIRef, segment: str, label: str, date: str) -> URIRef:
         slug, treaty_name = TREATIES[mtdsg]
         iri = ACTION[f"{slug}/{code}/{segment}"]
         turtle.add(iri, RDF.type, kind)
@@ -292,10 +244,10 @@ class _Participants:
         texts = (self._note_texts.get((mtdsg, n.strip())) for n in numbers.replace(",", ";").split(";") if n.strip())
         return [text for text in texts if text and "withdrawal" in text]
 
-    def notes(self) -> _Turtle:
+    def notes(self) -> TurtleWriter:
         """The depositary's end-notes, each linked to the participants it names."""
         path = self.reference / NOTES_FILE
-        turtle = _Turtle()
+        turtle = TurtleWriter()
         for line, row in _rows(path):
             slug, treaty_name = TREATIES[row["untc_mtdsg"]]
             note = NOTE[f"{slug}/{row['note_no']}"]

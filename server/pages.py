@@ -39,7 +39,8 @@ from rdflib.namespace import DCAT
 from cmc_kg.engine import QueryRequest
 from cmc_kg.formats import RDF_FORMATS, write_triples
 from cmc_kg.namespaces import (CMC, DCTERMS, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY, ONTOLOGY_GRAPH, ONTOLOGY_VERSION,
-                               OWL, PREFIXES, PROV, RDF, RDFS, SDO, SKOS, SOURCES_GRAPH, VOID, XSD, bind_prefixes)
+                               OWL, PROV, RDF, RDFS, SDO, SKOS, SOURCES_GRAPH, VOID, XSD, bind_prefixes)
+from cmc_kg.terms import compact
 
 from .sparql import error, negotiate
 from .state import State
@@ -71,19 +72,6 @@ SPDX = "http://spdx.org/rdf/terms#"
 # --------------------------------------------------------------------------------------------------
 # Terms for templates
 # --------------------------------------------------------------------------------------------------
-
-_NAMESPACES = sorted(((p, str(ns)) for p, ns in PREFIXES.items()), key=lambda item: -len(item[1]))
-
-
-def compact(iri: str) -> str:
-    """``prefix:local`` with the project's prefixes when the local part is simple, else the IRI."""
-    for prefix, namespace in _NAMESPACES:
-        if iri.startswith(namespace) and iri != namespace:
-            rest = iri[len(namespace):]
-            if all(c.isalnum() or c in "-_." for c in rest):
-                return f"{prefix}:{rest}"
-    return iri
-
 
 def href(iri: str) -> str:
     """Where a page links an IRI: project IRIs to this server's pages, others to themselves."""

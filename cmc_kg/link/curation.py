@@ -20,11 +20,11 @@ from pathlib import Path
 from rdflib import Graph, Literal, URIRef
 
 from ..namespaces import CMC, DCTERMS, FOAF, ID, ORG, PREFIXES, PROV, RDF, RDFS, SDO, SKOS, WD, XSD
-from ..tables import _Turtle
+from ..terms import TurtleWriter, entity_name
 
 __all__ = ["CurationError", "Decision", "Candidate", "METHODS", "read_curation", "write_curation", "render_links",
            "write_links", "reference_decisions", "read_candidates", "write_candidates", "registered_sources",
-           "expand", "compact", "LINKS_FOLDER", "merge_decisions", "link_record", "slug", "ENTITY_CLASSES"]
+           "expand", "LINKS_FOLDER", "merge_decisions", "link_record", "slug", "ENTITY_CLASSES"]
 
 LINKS_FOLDER = "wikidata-links"
 METHODS = {"iso-code-match": CMC.IsoCodeMatch, "curated": CMC.CuratedDecision,
@@ -92,18 +92,6 @@ def expand(name: str) -> URIRef:
     if not local or namespace is None or not str(namespace).startswith(str(ID)) or namespace == ID:
         raise ValueError(f"{name!r} is not a prefixed name of a cmc-kg entity (country:FRA, kgorg:icbl, place:oslo …)")
     return URIRef(str(namespace) + local)
-
-
-_ENTITY_PREFIXES = sorted(((p, str(ns)) for p, ns in PREFIXES.items() if str(ns).startswith(str(ID)) and ns != ID),
-                          key=lambda item: -len(item[1]))
-
-
-def compact(iri: str) -> str:
-    """The entity's IRI -> country:FRA."""
-    for prefix, namespace in _ENTITY_PREFIXES:
-        if iri.startswith(namespace):
-            return f"{prefix}:{iri[len(namespace):]}"
-    raise ValueError(f"{iri} is not a cmc-kg entity")
 
 
 def slug(key: str) -> str:
@@ -207,7 +195,7 @@ def link_record(entity: URIRef) -> URIRef:
 
 def render_links(decisions: list[Decision], curation_name: str) -> str:
     """The Turtle of the accepted decisions: the skos:exactMatch links and one cmc:WikidataLink record each."""
-    turtle = _Turtle()
+    turtle = TurtleWriter()
     for decision in decisions:
         if not decision.accepted:
             continue
@@ -348,7 +336,7 @@ def reference_decisions(reference_dir: Path, graph_dir: Path, today: str,
             skipped.append(f"{label} ({qid}): {'no' if not matches else 'more than one'} {row['entity_type']} "
                            f"with this English label in graph/")
             continue
-        entity = compact(str(next(iter(matches))))
+        entity = entity_name(str(next(iter(matches))))
         if status == "verified_in_source":
             decide(entity, label, qid, "curated", _source_keys(row["evidence_source"], sources, where),
                    row["evidence_detail"])

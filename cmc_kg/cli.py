@@ -73,13 +73,13 @@ def query_command(query, query_file, fmt, asserted, build_dir):
 @build_dir_option
 def stats_command(build_dir):
     """Triples per named graph and entities per class in the latest build."""
-    from .query import open_store, select
+    from .query import internal_query, open_store, select
 
     try:
         store = open_store(_settings(build_dir))
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from None
-    graphs = select(store, "SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g ORDER BY ?g")
+    graphs = select(store, internal_query("graph-sizes"))
     click.echo("triples per graph")
     for row in graphs.rows:
         click.echo(f"  {int(row['n']):>7}  {row['g']}")

@@ -19,7 +19,7 @@ from rdflib import Graph
 
 from .formats import RDF_FORMATS, UTF8_BOM
 from .namespaces import INFERRED_GRAPH, PREFIXES, bind_prefixes
-from .query import PREFIX_MAP, select
+from .query import PREFIX_MAP, internal_query, select
 
 __all__ = ["DATASET_FORMATS", "TABLES", "EXPORT_FORMATS", "export", "export_rdf", "export_table", "export_graphml", "JSONLD_CONTEXT"]
 
@@ -59,69 +59,21 @@ def export_rdf(store: ox.Store, format_name: str, inferred: bool = False) -> byt
 
 @dataclass(frozen=True)
 class Table:
-    """A CSV table: the SPARQL that fills it (its variables are the columns) and what a row is."""
+    """A CSV table: what a row is; its query is cmc_kg/queries/table-<name>.rq, whose variables are the columns."""
 
     name: str
     description: str
-    query: str
+
+    @property
+    def query(self) -> str:
+        return internal_query(f"table-{self.name}")
 
 
 TABLES = {t.name: t for t in (
-    Table("treaty-status", "one row per state and treaty: each dated action and the status on the depositary's as-at date", """
-SELECT ?iso3 ?state ?treatyName ?signed ?consentKind ?consented ?entryIntoForce ?withdrawalNotified
-       ?withdrawalEffective ?provisionalApplication ?status ?treaty ?country WHERE {
-  { SELECT DISTINCT ?country ?treaty WHERE { GRAPH graph:untc-2026-02-03 { ?a cmc:actor ?country ; cmc:treaty ?treaty } } }
-  OPTIONAL { GRAPH graph:untc-2026-02-03 { ?s a cmc:Signature ; cmc:actor ?country ; cmc:treaty ?treaty ; cmc:date ?signed } }
-  OPTIONAL { GRAPH graph:untc-2026-02-03 { ?c a ?kind ; cmc:actor ?country ; cmc:treaty ?treaty ; cmc:date ?consented }
-             ?kind rdfs:subClassOf* cmc:ConsentToBeBound ; rdfs:label ?consentKind . }
-  OPTIONAL { GRAPH graph:untc-2026-02-03-art17 { ?e a cmc:EntryIntoForceForState ; cmc:actor ?country ;
-                                                 cmc:treaty ?treaty ; cmc:date ?entryIntoForce } }
-  OPTIONAL { GRAPH graph:untc-2026-02-03 { ?n a cmc:WithdrawalNotification ; cmc:actor ?country ; cmc:treaty ?treaty ;
-                                           cmc:date ?withdrawalNotified } }
-  OPTIONAL { GRAPH graph:untc-2026-02-03 { ?w a cmc:WithdrawalEffective ; cmc:actor ?country ; cmc:treaty ?treaty ;
-                                           cmc:date ?withdrawalEffective } }
-  OPTIONAL { GRAPH graph:untc-2026-02-03 { ?p a cmc:ProvisionalApplication ; cmc:actor ?country ; cmc:treaty ?treaty ;
-                                           cmc:date ?provisionalApplication } }
-  ?country cmc:isoAlpha3 ?iso3 ; rdfs:label ?state .
-  ?treaty rdfs:label ?treatyName .
-  graph:untc-2026-02-03 prov:wasDerivedFrom/cmc:asOf ?asAt .
-  BIND (IF(BOUND(?withdrawalEffective) && ?withdrawalEffective <= ?asAt, "withdrawn",
-        IF(BOUND(?consented), IF(BOUND(?withdrawalNotified), "party, withdrawal pending", "party"),
-        IF(BOUND(?signed), "signatory", "none"))) AS ?status)
-}
-ORDER BY ?iso3 ?treatyName"""),
-    Table("organizations", "one row per organization, with its kinds, countries (ISO codes and names) and sources", """
-SELECT ?organization ?name (GROUP_CONCAT(DISTINCT ?typeLabel; separator="; ") AS ?types)
-       (GROUP_CONCAT(DISTINCT ?kindLabel; separator="; ") AS ?kinds)
-       (GROUP_CONCAT(DISTINCT ?iso3; separator="; ") AS ?countries)
-       (GROUP_CONCAT(DISTINCT ?countryName; separator="; ") AS ?countryNames)
-       (GROUP_CONCAT(DISTINCT ?key; separator="; ") AS ?sources) WHERE {
-  GRAPH ?g { ?organization a ?type . }
-  ?type rdfs:subClassOf* org:Organization .
-  FILTER (STRSTARTS(STR(?organization), STR(id:)))
-  ?g prov:wasDerivedFrom/cmc:sourceKey ?key .
-  ?organization rdfs:label ?name .
-  OPTIONAL { ?type rdfs:label ?typeLabel FILTER (STRSTARTS(STR(?type), STR(cmc:))) }
-  OPTIONAL { ?organization org:classification/skos:prefLabel ?kindLabel . }
-  OPTIONAL { ?organization cmc:country ?country . ?country cmc:isoAlpha3 ?iso3 ; rdfs:label ?countryName . }
-}
-GROUP BY ?organization ?name
-ORDER BY ?name"""),
-    Table("memberships", "one row per membership: member, organization, role, dates and sources", """
-SELECT ?membership ?member ?memberName ?organization ?organizationName ?role ?from ?until
-       (GROUP_CONCAT(DISTINCT ?key; separator="; ") AS ?sources) WHERE {
-  GRAPH ?g { ?membership a org:Membership ; org:member ?member ; org:organization ?organization ; org:role ?r . }
-  ?g prov:wasDerivedFrom/cmc:sourceKey ?key .
-  ?r rdfs:label ?role .
-  ?member rdfs:label ?memberName .
-  ?organization rdfs:label ?organizationName .
-  OPTIONAL { ?membership org:memberDuring/time:hasBeginning ?b .
-             ?b time:inXSDDate|time:inXSDgYearMonth|time:inXSDgYear ?from . }
-  OPTIONAL { ?membership org:memberDuring/time:hasEnd ?e .
-             ?e time:inXSDDate|time:inXSDgYearMonth|time:inXSDgYear ?until . }
-}
-GROUP BY ?membership ?member ?memberName ?organization ?organizationName ?role ?from ?until
-ORDER BY ?organizationName ?memberName ?role"""),
+    Table("treaty-status", "one row per state and treaty: each dated action and the status on the depositary's "
+                           "as-at date"),
+    Table("organizations", "one row per organization, with its kinds, countries (ISO codes and names) and sources"),
+    Table("memberships", "one row per membership: member, organization, role, dates and sources"),
 )}
 
 
@@ -137,55 +89,13 @@ def export_table(store: ox.Store, name: str, bom: bool = False) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-_GRAPHML_NODES = """
-SELECT DISTINCT ?node ?label ?kind WHERE {
-  {
-    ?node a ?type . ?type rdfs:subClassOf* org:Organization .
-    FILTER (STRSTARTS(STR(?node), STR(id:)))
-    BIND (IF(EXISTS { ?node a cmc:Coalition }, "coalition", IF(EXISTS { ?node a cmc:Campaign }, "campaign",
-          IF(EXISTS { ?node a cmc:GovernanceBody }, "governance body",
-          IF(EXISTS { ?node org:classification cmc:NationalCampaign }, "national campaign", "organization")))) AS ?kind)
-  } UNION {
-    { ?x cmc:country ?node } UNION { ?node a cmc:Country . ?a cmc:actor ?node ; a cmc:ConsentToBeBound . }
-    BIND ("state" AS ?kind)
-  } UNION {
-    ?node a cmc:Treaty . BIND ("treaty" AS ?kind)
-  } UNION {
-    ?m a org:Membership ; org:member ?node . ?node a foaf:Person . BIND ("person" AS ?kind)
-  }
-  ?node rdfs:label ?label .
-}"""
-
-_GRAPHML_EDGES = """
-SELECT DISTINCT ?source ?target ?relation WHERE {
-  {
-    ?m a org:Membership ; org:member ?source ; org:organization ?target ; org:role/rdfs:label ?relation .
-  } UNION {
-    ?source org:unitOf ?target . BIND ("unit of" AS ?relation)
-  } UNION {
-    ?source org:subOrganizationOf ?target . BIND ("part of" AS ?relation)
-  } UNION {
-    ?source cmc:country ?target . BIND ("based in" AS ?relation)
-  } UNION {
-    ?merger a cmc:Merger ; cmc:mergedOrganization ?source ; cmc:resultingOrganization ?target .
-    BIND ("merged into" AS ?relation)
-  } UNION {
-    ?source cmc:monitors ?target . BIND ("monitors" AS ?relation)
-  } UNION {
-    ?a a cmc:ConsentToBeBound ; cmc:actor ?source ; cmc:treaty ?target .
-    FILTER NOT EXISTS { ?w a cmc:WithdrawalEffective ; cmc:actor ?source ; cmc:treaty ?target . }
-    BIND ("party to" AS ?relation)
-  }
-}"""
-
-
 def export_graphml(store: ox.Store) -> bytes:
     """Organizations, coalitions, states, treaties and people with their relations, as GraphML.
 
     Node ids are the entities' IRIs; nodes carry ``label`` and ``kind``, edges ``relation``.
     """
-    nodes = {row["node"]: row for row in select(store, _GRAPHML_NODES).rows}
-    edges = sorted({(r["source"], r["target"], r["relation"]) for r in select(store, _GRAPHML_EDGES).rows
+    nodes = {row["node"]: row for row in select(store, internal_query("graphml-nodes")).rows}
+    edges = sorted({(r["source"], r["target"], r["relation"]) for r in select(store, internal_query("graphml-edges")).rows
                     if r["source"] in nodes and r["target"] in nodes})
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
              '<graphml xmlns="http://graphml.graphdrawing.org/xmlns">',

@@ -40,6 +40,7 @@ from cmc_kg.engine import QueryRequest
 from cmc_kg.formats import RDF_FORMATS, write_triples
 from cmc_kg.namespaces import (CMC, DCTERMS, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY, ONTOLOGY_GRAPH, ONTOLOGY_VERSION,
                                OWL, PROV, RDF, RDFS, SDO, SKOS, SOURCES_GRAPH, VOID, XSD, bind_prefixes)
+from cmc_kg.query import internal_query
 from cmc_kg.terms import compact
 
 from .sparql import error, negotiate
@@ -149,7 +150,7 @@ _SPECIAL_GRAPHS = {str(INFERRED_GRAPH): ("inferred", "entailed by OWL 2 RL reaso
 def graph_catalogue(state: State) -> dict[str, dict]:
     """Every named graph: triple count, source IRI, key and title (from the registry); cached per build."""
     graphs: dict[str, dict] = {}
-    for row in state.select("SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g ORDER BY ?g"):
+    for row in state.select(internal_query("graph-sizes")):
         g = row["g"]["value"]
         key, title = _SPECIAL_GRAPHS.get(g, (g.rsplit("/", 1)[-1], None))
         graphs[g] = {"iri": g, "href": href(g), "triples": int(row["n"]["value"]), "key": key, "title": title,

@@ -9,6 +9,7 @@ import click
 
 from .console import progress, run_build
 from .export import EXPORT_FORMATS
+from .formats import RDF_FORMATS, RESULT_FORMATS
 from .settings import Settings
 
 __all__ = ["main"]
@@ -49,7 +50,7 @@ def validate_command():
 @main.command("query")
 @click.argument("query", required=False)
 @click.option("-f", "--file", "query_file", type=click.File("r", encoding="utf-8"), help="Read the query from a file.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "tsv", "json", "xml"]), default="table",
+@click.option("--format", "fmt", type=click.Choice(["table", *RESULT_FORMATS]), default="table",
               show_default=True, help="Output format for SELECT and ASK (CONSTRUCT always prints Turtle).")
 @click.option("--asserted", is_flag=True, help="Leave the inferred triples out of the default graph.")
 @build_dir_option
@@ -108,7 +109,7 @@ def stats_command(build_dir):
 
 @main.command("export")
 @click.option("--format", "fmt", required=True, type=click.Choice(sorted(EXPORT_FORMATS)),
-              help="RDF (turtle, ntriples, nquads, trig, rdfxml, jsonld), a CSV table (csv-…) or graphml.")
+              help=f"RDF ({', '.join(RDF_FORMATS)}), a CSV table (csv-…; csv-excel-… for spreadsheets) or graphml.")
 @click.option("--inferred", is_flag=True, help="Include the OWL 2 RL inferences (RDF formats only).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of standard output.")
 @build_dir_option

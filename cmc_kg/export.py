@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape, quoteattr
 import pyoxigraph as ox
 from rdflib import Graph
 
-from .formats import RDF_FORMATS, UTF8_BOM
+from .formats import FILE_FORMATS, RDF_FORMATS, RESULT_FORMATS, UTF8_BOM, Format
 from .namespaces import INFERRED_GRAPH, PREFIXES, bind_prefixes
 from .query import PREFIX_MAP, internal_query, select
 
@@ -77,11 +77,12 @@ TABLES = {t.name: t for t in (
 )}
 
 
-def export_table(store: ox.Store, name: str, bom: bool = False) -> bytes:
-    """A CSV table (UTF-8, header row, one column per variable of the table's query); ``bom``: for spreadsheets."""
+def export_table(store: ox.Store, name: str, fmt: Format = RESULT_FORMATS["csv"]) -> bytes:
+    """A CSV table (UTF-8, header row, one column per variable of the table's query), in ``fmt``: csv, or
+    csv-excel for spreadsheets (with a byte-order mark)."""
     rows = select(store, TABLES[name].query)
     out = io.StringIO()
-    if bom:
+    if fmt.byte_order_mark:
         out.write(UTF8_BOM)
     writer = csv.DictWriter(out, fieldnames=rows.variables, lineterminator="\n")
     writer.writeheader()
@@ -116,22 +117,21 @@ def export_graphml(store: ox.Store) -> bytes:
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """An export: the file extension, how to write it from the store, and whether it can hold inferences."""
+    """An export: its serialisation in the registry (cmc_kg/formats.py), how to write it from the store, and whether
+    it can hold inferences."""
 
-    extension: str
+    format: Format
     write: Callable[[ox.Store, bool], bytes]
     takes_inferred: bool = True
 
 
 EXPORT_FORMATS: dict[str, ExportFormat] = {
-    **{name: ExportFormat(fmt.extension, lambda store, inferred, name=name: export_rdf(store, name, inferred))
+    **{name: ExportFormat(fmt, lambda store, inferred, name=name: export_rdf(store, name, inferred))
        for name, fmt in RDF_FORMATS.items()},
-    **{f"csv-{name}": ExportFormat(".csv", lambda store, inferred, name=name: export_table(store, name), False)
-       for name in TABLES},
-    **{f"csv-excel-{name}": ExportFormat(".csv", lambda store, inferred, name=name: export_table(store, name, True),
-                                         False)
-       for name in TABLES},
-    "graphml": ExportFormat(".graphml", lambda store, inferred: export_graphml(store), False),
+    **{f"{csv_format.name}-{name}": ExportFormat(
+        csv_format, lambda store, inferred, name=name, fmt=csv_format: export_table(store, name, fmt), False)
+       for csv_format in (RESULT_FORMATS["csv"], RESULT_FORMATS["csv-excel"]) for name in TABLES},
+    "graphml": ExportFormat(FILE_FORMATS["graphml"], lambda store, inferred: export_graphml(store), False),
 }
 
 

@@ -1,7 +1,9 @@
-"""The one registry of serialisations: SPARQL results and RDF, by name, media type and file extension.
+"""The one registry of serialisations: SPARQL results (CSV for spreadsheets too), RDF, and the other files
+published (GraphML, the gzipped dump), by name, media type and file extension.
 
-The server's content negotiation, the `format` parameter, the command line and the exports all read it,
-so a format is added here once. SELECT results are written by this module (not by Oxigraph) because an
+The server's content negotiation, the `format` parameter, the command line (`query --format`, `export
+--format`), the exports (cmc_kg/export.py: RDF, the CSV tables in both CSV variants, GraphML) and the dumps
+page all read it, so a format is added here once. SELECT results are written by this module (not by Oxigraph) because an
 answer may be cut at the row cap, and only a list of solutions can be cut.
 
 Every writer either returns a document that a strict parser of its format accepts, holding the same terms
@@ -39,7 +41,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import pyoxigraph as ox
 
-__all__ = ["Format", "UTF8_BOM", "RESULT_FORMATS", "RDF_FORMATS", "by_name_or_type", "write_solutions", "write_boolean",
+__all__ = ["Format", "UTF8_BOM", "RESULT_FORMATS", "RDF_FORMATS", "FILE_FORMATS", "by_name_or_type", "write_solutions", "write_boolean",
            "write_triples", "NotAcceptable", "NotRepresentable"]
 
 
@@ -68,6 +70,7 @@ class Format:
     extension: str
     rdf_format: ox.RdfFormat | None = None
     title: str = ""
+    byte_order_mark: bool = False  # written first, for programs that take UTF-8 only with one (UTF8_BOM)
 
     @property
     def media_type(self) -> str:
@@ -80,7 +83,8 @@ RESULT_FORMATS = {f.name: f for f in (
     Format("csv", ("text/csv",), ".csv", title="SPARQL results CSV"),
     Format("tsv", ("text/tab-separated-values",), ".tsv", title="SPARQL results TSV"),
     # CSV that spreadsheet programs open as UTF-8: the same bytes after a byte-order mark (cmc_kg/export.py)
-    Format("csv-excel", ("text/csv; charset=utf-8; header=present",), ".csv", title="CSV for spreadsheets"),
+    Format("csv-excel", ("text/csv; charset=utf-8; header=present",), ".csv", title="CSV for spreadsheets",
+           byte_order_mark=True),
 )}
 
 RDF_FORMATS = {f.name: f for f in (
@@ -92,9 +96,15 @@ RDF_FORMATS = {f.name: f for f in (
     Format("nquads", ("application/n-quads",), ".nq", ox.RdfFormat.N_QUADS, "N-Quads"),
 )}
 
+# Files published that are neither SPARQL results nor RDF: the GraphML export, the gzipped dump.
+FILE_FORMATS = {f.name: f for f in (
+    Format("graphml", ("application/graphml+xml",), ".graphml", title="GraphML"),
+    Format("gzip", ("application/gzip",), ".gz", title="gzip"),
+)}
+
 _CSV = ("csv", "csv-excel")
 # Spreadsheet programs (Excel, and LibreOffice by default) read a CSV file as UTF-8 only when it starts with a
-# byte-order mark; without one `Côte d'Ivoire` opens as `CÃ´te d'Ivoire`. csv-excel adds it, csv does not (RFC 4180
+# byte-order mark; without one `Côte d'Ivoire` opens as `CÃ´te d'Ivoire`. csv-excel has it, csv does not (RFC 4180
 # and SPARQL clients expect none; Python's "utf-8-sig" reads both).
 UTF8_BOM = "\ufeff"
 
@@ -270,7 +280,7 @@ def write_solutions(variables: list[str], solutions: list, fmt: Format) -> bytes
         return document.encode("utf-8")
     if fmt.name in _CSV:
         out = io.StringIO()
-        if fmt.name == "csv-excel":
+        if fmt.byte_order_mark:
             out.write(UTF8_BOM)
         writer = csv.writer(out, lineterminator="\r\n")  # quotes fields holding '"', ',', CR or LF (RFC 4180)
         writer.writerow(variables)
@@ -289,7 +299,7 @@ def write_boolean(value: bool, fmt: Format) -> bytes:
         return (f'<?xml version="1.0"?>\n<sparql xmlns="http://www.w3.org/2005/sparql-results#"><head/>'
                 f"<boolean>{str(value).lower()}</boolean></sparql>\n").encode("utf-8")
     if fmt.name in _CSV:
-        return f"{UTF8_BOM if fmt.name == 'csv-excel' else ''}_askResult\r\n{str(value).lower()}\r\n".encode("utf-8")
+        return f"{UTF8_BOM if fmt.byte_order_mark else ''}_askResult\r\n{str(value).lower()}\r\n".encode("utf-8")
     return f"?_askResult\n{str(value).lower()}\n".encode("utf-8")
 
 

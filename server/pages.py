@@ -37,7 +37,7 @@ from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.namespace import DCAT
 
 from cmc_kg.engine import QueryRequest
-from cmc_kg.formats import RDF_FORMATS, write_triples
+from cmc_kg.formats import FILE_FORMATS, RDF_FORMATS, write_triples
 from cmc_kg.namespaces import (CMC, DCTERMS, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY, ONTOLOGY_GRAPH, ONTOLOGY_VERSION,
                                OWL, PROV, RDF, RDFS, SDO, SKOS, SOURCES_GRAPH, VOID, XSD, bind_prefixes)
 from cmc_kg.query import internal_query
@@ -66,7 +66,7 @@ ONTOLOGY_PATH, VERSION_PATH = local_path(str(ONTOLOGY)), local_path(str(ONTOLOGY
 
 INCOMING_CAP = 200
 LABEL_PROPERTIES = (RDFS.label, SKOS.prefLabel, SDO.name, DCTERMS.title)
-DUMP_MEDIA_TYPES = {".nq": "application/n-quads", ".gz": "application/gzip"}
+DUMP_MEDIA_TYPES = {f.extension: f.media_type for f in (RDF_FORMATS["nquads"], FILE_FORMATS["gzip"])}
 SPDX = "http://spdx.org/rdf/terms#"
 
 

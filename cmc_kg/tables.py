@@ -68,9 +68,21 @@ class TableError(Exception):
     """A reference table has a value the import cannot place; the message names file and line."""
 
 
-def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+def numbered_rows(path: Path, delimiter: str = ",", comments: bool = False) -> list[tuple[int, dict[str, str]]]:
+    """(line, row) for each row of a CSV or TSV file, as csv.DictReader reads them (blank rows skipped, missing
+    columns absent); with ``comments``, lines starting with '#' are no rows. The line is the file's own where
+    the row starts, comment lines and quoted line breaks counted, so that an error can name it."""
     with open(path, encoding="utf-8", newline="") as handle:
-        return [(number, row) for number, row in enumerate(csv.DictReader(handle), start=2)]
+        numbered = [(n, line) for n, line in enumerate(handle, start=1) if not (comments and line.startswith("#"))]
+    reader = csv.reader((line for _, line in numbered), delimiter=delimiter)
+    header, rows = next(reader, []), []
+    while True:
+        start = reader.line_num  # lines read so far: the next row starts on the one after them
+        values = next(reader, None)
+        if values is None:
+            return rows
+        if values:
+            rows.append((numbered[start][0], dict(zip(header, values))))
 
 
 def _date(value: str) -> Literal:
@@ -81,7 +93,7 @@ def _countries(reference: Path) -> tuple[TurtleWriter, dict[str, str], dict[str,
     """Every ISO 3166-1 entry of ISO-CODES 4.15 with its codes and names; returns ISO3 -> English name
     and ISO3 -> alpha-2 too."""
     turtle, names, alpha2 = TurtleWriter(), {}, {}
-    for line, row in _rows(reference / COUNTRIES_FILE):
+    for line, row in numbered_rows(reference / COUNTRIES_FILE):
         if row["row_kind"] != "iso3166_1":
             continue
         code = row["iso_alpha3"]
@@ -103,7 +115,7 @@ def _common_names(reference: Path) -> TurtleWriter:
     """The names Our World in Data uses for countries ("Laos", "Russia"), where they differ from the ISO name,
     as alternative labels: what people type when they look a state up."""
     turtle = TurtleWriter()
-    for _, row in _rows(reference / COUNTRIES_FILE):
+    for _, row in numbered_rows(reference / COUNTRIES_FILE):
         if row["row_kind"] == "iso3166_1" and row["owid_name"] and row["owid_name"] != row["iso_codes_4_15_name"]:
             turtle.add(COUNTRY[row["iso_alpha3"]], SKOS.altLabel, Literal(row["owid_name"], lang="en"))
     return turtle
@@ -123,7 +135,7 @@ def _m49(reference: Path, names: dict[str, str], alpha2: dict[str, str]) -> Turt
     path = reference / M49_FILE
     turtle = TurtleWriter()
     areas: dict[str, tuple[str, URIRef, str | None]] = {}
-    for line, row in _rows(path):
+    for line, row in numbered_rows(path):
         where = f"{path}:{line}"
         code = row["alpha-3"]
         if code not in names or alpha2[code] != row["alpha-2"]:
@@ -176,7 +188,7 @@ class _Participants:
 
     def read(self, key: str) -> None:
         path = self.reference / PARTICIPANT_FILES[key]
-        for line, row in _rows(path):
+        for line, row in numbered_rows(path):
             where = f"{path}:{line}"
             mtdsg, code = row["untc_mtdsg"], row["iso3"]
             if mtdsg not in TREATIES or code not in self.names:
@@ -240,7 +252,7 @@ class _Participants:
         """The texts of the depositary's end-notes a row refers to that speak of a withdrawal."""
         if not hasattr(self, "_note_texts"):
             self._note_texts = {(row["untc_mtdsg"], row["note_no"]): row["note_text"]
-                                for _, row in _rows(self.reference / NOTES_FILE)}
+                                for _, row in numbered_rows(self.reference / NOTES_FILE)}
         texts = (self._note_texts.get((mtdsg, n.strip())) for n in numbers.replace(",", ";").split(";") if n.strip())
         return [text for text in texts if text and "withdrawal" in text]
 
@@ -248,7 +260,7 @@ class _Participants:
         """The depositary's end-notes, each linked to the participants it names."""
         path = self.reference / NOTES_FILE
         turtle = TurtleWriter()
-        for line, row in _rows(path):
+        for line, row in numbered_rows(path):
             slug, treaty_name = TREATIES[row["untc_mtdsg"]]
             note = NOTE[f"{slug}/{row['note_no']}"]
             turtle.add(note, RDF.type, CMC.DepositaryNote)

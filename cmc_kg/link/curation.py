@@ -20,6 +20,7 @@ from pathlib import Path
 from rdflib import Graph, Literal, URIRef
 
 from ..namespaces import CMC, DCTERMS, FOAF, ID, ORG, PREFIXES, PROV, RDF, RDFS, SDO, SKOS, WD, XSD
+from ..tables import numbered_rows
 from ..terms import TurtleWriter, entity_name
 
 __all__ = ["CurationError", "Decision", "Candidate", "METHODS", "read_curation", "write_curation", "render_links",
@@ -98,27 +99,10 @@ def slug(key: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
 
 
-def _rows(path: Path, delimiter: str = "\t") -> list[tuple[int, dict[str, str]]]:
-    """(line, row) for each row of a CSV or TSV file that may hold '#' comment lines (as csv.DictReader: blank
-    rows skipped, missing columns absent): the line is the file's own where the row starts, comment lines and
-    quoted line breaks counted."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        numbered = [(number, line) for number, line in enumerate(handle, start=1) if not line.startswith("#")]
-    reader = csv.reader((line for _, line in numbered), delimiter=delimiter)
-    header, rows = next(reader, []), []
-    while True:
-        start = reader.line_num  # lines read so far: the next row starts on the one after them
-        values = next(reader, None)
-        if values is None:
-            return rows
-        if values:
-            rows.append((numbered[start][0], dict(zip(header, values))))
-
-
 def read_curation(path: Path) -> list[Decision]:
     """Read and check the curation file (extra columns, such as those of a pasted review row, are ignored)."""
     decisions, seen = [], {}
-    for line, row in _rows(path):
+    for line, row in numbered_rows(path, "\t", comments=True):
         where = f"{path}:{line}"
         missing = [c for c in COLUMNS if c != "note" and row.get(c) is None]
         if missing:
@@ -175,7 +159,8 @@ def write_curation(path: Path, decisions: list[Decision]) -> None:
 def read_candidates(path: Path) -> list[Candidate]:
     if not path.exists():
         return []
-    return [Candidate(**{c: (row.get(c) or "").strip() for c in CANDIDATE_COLUMNS}) for _, row in _rows(path)]
+    return [Candidate(**{c: (row.get(c) or "").strip() for c in CANDIDATE_COLUMNS})
+            for _, row in numbered_rows(path, "\t", comments=True)]
 
 
 def write_candidates(path: Path, candidates: list[Candidate], header: str) -> None:
@@ -312,7 +297,7 @@ def reference_decisions(reference_dir: Path, graph_dir: Path, today: str,
         decisions.append(Decision(entity, label, qid, "accept", method, "", " ".join(keys), decided, note))
 
     countries = reference_dir / "countries_iso_wikidata_owid.csv"
-    for line, row in _rows(countries, ","):
+    for line, row in numbered_rows(countries):
         if row["row_kind"] != "iso3166_1":
             continue
         if not QID.match(row["wikidata_qid"]):
@@ -324,7 +309,7 @@ def reference_decisions(reference_dir: Path, graph_dir: Path, today: str,
 
     entities = reference_dir / "entities_wikidata.csv"
     in_graph = _graph_entities(graph_dir)
-    for line, row in _rows(entities, ","):
+    for line, row in numbered_rows(entities):
         where = f"{entities}:{line}"
         status, label = row["evidence_status"], row["entity_label"]
         qid = row["wikidata_qid"] or row["candidate_qid_unresolved_source"]

@@ -84,25 +84,17 @@ def stats_command(build_dir):
     click.echo("triples per graph")
     for row in graphs.rows:
         click.echo(f"  {int(row['n']):>7}  {row['g']}")
-    classes = select(store, "SELECT ?class (COUNT(DISTINCT ?s) AS ?n) WHERE { ?s a ?class "
-                            "FILTER(STRSTARTS(STR(?s), STR(id:))) } GROUP BY ?class "
-                            "ORDER BY DESC(?n) ?class", asserted_only=True)
+    classes = select(store, internal_query("stats-entities-per-class"), asserted_only=True)
     click.echo("entities per class (asserted)")
     for row in classes.rows:
         click.echo(f"  {int(row['n']):>7}  {row['class']}")
-    regions = select(store, "SELECT ?code ?name (COUNT(DISTINCT ?c) AS ?n) WHERE { ?c a cmc:Country ; "
-                            "cmc:inM49Area/skos:broader* ?r . ?r a cmc:M49Region ; skos:notation ?code ; "
-                            "rdfs:label ?name } GROUP BY ?code ?name ORDER BY ?name")
-    without = select(store, "SELECT (COUNT(DISTINCT ?c) AS ?n) WHERE { ?c a cmc:Country "
-                            "FILTER NOT EXISTS { ?c cmc:inM49Area ?a } }")
+    regions = select(store, internal_query("stats-countries-per-region"))
+    without = select(store, internal_query("stats-countries-without-region"))
     click.echo(f"countries with an M49 region: {sum(int(row['n']) for row in regions.rows)} "
                f"(without: {int(without.rows[0]['n'])})")
     for row in regions.rows:
         click.echo(f"  {int(row['n']):>7}  {row['code']} {row['name']}")
-    members = select(store, "SELECT (COUNT(DISTINCT ?m) AS ?orgs) (COUNT(DISTINCT ?c) AS ?countries) "
-                            "(COUNT(DISTINCT ?x) AS ?memberships) WHERE { ?x a org:Membership ; org:member ?m . "
-                            "FILTER NOT EXISTS { ?m a foaf:Person } OPTIONAL { ?m cmc:country ?c } }",
-                     asserted_only=True).rows[0]
+    members = select(store, internal_query("stats-members"), asserted_only=True).rows[0]
     click.echo(f"member organizations: {int(members['orgs'])} in {int(members['memberships'])} memberships, "
                f"from {int(members['countries'])} countries (where a source gives the country)")
 

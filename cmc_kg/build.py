@@ -246,7 +246,8 @@ def _reason(dataset: Dataset) -> Graph:
     while True:
         owlrl.DeductiveClosure(semantics, axiomatic_triples=False, datatype_axioms=False).expand(closure)
         equated = {term for s, o in closure.subject_objects(OWL.sameAs) if s != o for term in (s, o)}
-        missing = {triple for term in equated for pattern in ((term, None, None), (None, term, None), (None, None, term))
+        missing = {triple for term in equated
+                   for pattern in ((term, None, None), (None, term, None), (None, None, term))
                    for triple in asserted.triples(pattern) if triple not in closure}
         if not missing:
             break

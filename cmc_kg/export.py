@@ -96,7 +96,8 @@ def export_graphml(store: ox.Store) -> bytes:
     Node ids are the entities' IRIs; nodes carry ``label`` and ``kind``, edges ``relation``.
     """
     nodes = {row["node"]: row for row in select(store, internal_query("graphml-nodes")).rows}
-    edges = sorted({(r["source"], r["target"], r["relation"]) for r in select(store, internal_query("graphml-edges")).rows
+    edges = sorted({(r["source"], r["target"], r["relation"])
+                    for r in select(store, internal_query("graphml-edges")).rows
                     if r["source"] in nodes and r["target"] in nodes})
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
              '<graphml xmlns="http://graphml.graphdrawing.org/xmlns">',

@@ -41,8 +41,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 import pyoxigraph as ox
 
-__all__ = ["Format", "UTF8_BOM", "RESULT_FORMATS", "RDF_FORMATS", "FILE_FORMATS", "by_name_or_type", "write_solutions", "write_boolean",
-           "write_triples", "NotAcceptable", "NotRepresentable"]
+__all__ = ["Format", "UTF8_BOM", "RESULT_FORMATS", "RDF_FORMATS", "FILE_FORMATS", "by_name_or_type", "write_solutions",
+           "write_boolean", "write_triples", "NotAcceptable", "NotRepresentable"]
 
 
 class NotAcceptable(Exception):

@@ -43,8 +43,8 @@ _TRIVIAL_TYPES = {OWL.Thing, RDFS.Resource, OWL.NamedIndividual}
 MAX_SOURCE_BYTES = 64 * 1024 * 1024
 MAX_TERM_CHARS = 1_000_000
 # Data files the build does not read. Only Turtle is read from graph/: a file in another RDF format would be
-# silently left out, and RDF/XML can carry DOCTYPE entity expansion (a CPU and memory bomb in rdflib's parser,
-# see FIELD-NOTES), so the build refuses them and names them.
+# silently left out, and RDF/XML can carry DOCTYPE entity expansion (a CPU and memory bomb in rdflib's parser:
+# a 452-byte file took 17.5 s; RDFLib/rdflib PR #3440), so the build refuses them and names them.
 REFUSED_DATA_SUFFIXES = {".rdf", ".owl", ".xml", ".rdfs", ".nt", ".nq", ".trig", ".n3", ".jsonld", ".json"}
 
 
@@ -121,6 +121,8 @@ def _parse_turtle(path: Path) -> Graph:
         raise BuildError(f"{path}: cannot read: {error}") from None
     graph = Graph()
     graph.parse(path, format="turtle")
+    if not any(isinstance(term, BNode) for triple in graph for term in triple):
+        return graph
     # Blank nodes get names derived from their content and file, so dumps are byte-identical.
     canonical = to_canonical_graph(graph)
     salt = hashlib.sha1(str(path.name).encode()).hexdigest()[:8]
@@ -141,8 +143,7 @@ def load_sources(paths: Paths, progress: Progress = lambda _: None) -> Dataset:
     for name, path in files:
         progress(f"parse {path.relative_to(paths.root) if path.is_relative_to(paths.root) else path}")
         target = dataset.graph(name)
-        for triple in _parse_turtle(path):
-            target.add(triple)
+        target.addN((*triple, target) for triple in _parse_turtle(path))
     _link_graphs_to_sources(dataset, paths)
     return dataset
 
@@ -197,12 +198,61 @@ def _is_trivial(s, p, o) -> bool:
     return p == RDF.type and o in _TRIVIAL_TYPES
 
 
+class _Semantics(owlrl.OWLRL_Semantics):
+    """owlrl's OWL 2 RL rules without eq-ref, whose `x owl:sameAs x` for every term is dropped as trivial anyway
+    and, kept, would be read again by every later cycle. Such a triple could only matter to eq-diff1 (`x
+    owl:differentFrom x`), so _reason does not use this class when the graph says differentFrom."""
+
+    def store_triple(self, t):
+        if not (t[1] == OWL.sameAs and t[0] == t[2]):
+            super().store_triple(t)
+
+
+# Predicates of the RDF, RDFS and OWL vocabularies that no OWL 2 RL rule reads.
+_ANNOTATIONS = {RDFS.label, RDFS.comment, RDFS.seeAlso, RDFS.isDefinedBy, OWL.versionInfo, OWL.versionIRI,
+                OWL.priorVersion, OWL.backwardCompatibleWith, OWL.incompatibleWith, OWL.deprecated}
+_VOCABULARIES = tuple(str(ns) for ns in (RDF, RDFS, OWL))
+
+
+def _is_axiom(predicate) -> bool:
+    return str(predicate).startswith(_VOCABULARIES) and predicate not in _ANNOTATIONS
+
+
+def _rule_input(asserted: Graph) -> Graph:
+    """The triples an OWL 2 RL rule can read: those of the RDF, RDFS and OWL vocabularies (types, axioms,
+    sameAs, lists), those whose predicate an axiom names, and those with a typed literal (owlrl checks its
+    form). Any other triple (a label, a note, a link the ontology says nothing about) can only be copied along
+    owl:sameAs by eq-rep-*: _reason adds the triples of such terms when the closure equates them."""
+    named = {term for s, p, o in asserted if _is_axiom(p) for term in (s, o)}
+    rule_input = Graph(store="SimpleMemory")  # owlrl's lookups are twice as fast without context bookkeeping
+    for triple in asserted:
+        s, p, o = triple
+        if _is_axiom(p) or p in named or (isinstance(o, Literal) and o.datatype is not None):
+            rule_input.add(triple)
+    return rule_input
+
+
 def _reason(dataset: Dataset) -> Graph:
-    """OWL 2 RL closure of ontology + data, minus what was asserted and what is trivial."""
+    """OWL 2 RL closure of ontology + data, minus what was asserted and what is trivial.
+
+    owlrl is given only what its rules can read (_rule_input; about three quarters of the triples) and no
+    reflexive sameAs (_Semantics): the same inferred triples as the closure of everything, which
+    tests/test_build.py checks, in a fraction of the time.
+    """
     asserted = _asserted_union(dataset, include_ontology=True)
-    closure = Graph()
-    closure += asserted
-    owlrl.DeductiveClosure(owlrl.OWLRL_Semantics, axiomatic_triples=False, datatype_axioms=False).expand(closure)
+    semantics = owlrl.OWLRL_Semantics if any(asserted.triples((None, OWL.differentFrom, None))) or any(
+        asserted.triples((None, RDF.type, OWL.AllDifferent))) else _Semantics
+    closure = _rule_input(asserted)
+    while True:
+        owlrl.DeductiveClosure(semantics, axiomatic_triples=False, datatype_axioms=False).expand(closure)
+        equated = {term for s, o in closure.subject_objects(OWL.sameAs) if s != o for term in (s, o)}
+        missing = {triple for term in equated
+                   for pattern in ((term, None, None), (None, term, None), (None, None, term))
+                   for triple in asserted.triples(pattern) if triple not in closure}
+        if not missing:
+            break
+        for triple in missing:
+            closure.add(triple)
     inferred = Graph()
     for triple in closure:
         if triple not in asserted and not _is_trivial(*triple):

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 
 import click
 
+from .console import checkout, progress, run_build
 from .export import EXPORT_FORMATS
-from .settings import Paths, command_options
+from .formats import RDF_FORMATS, RESULT_FORMATS
+from .settings import command_options
 
 __all__ = ["main"]
 
 
-def _progress(message: str) -> None:
-    """Step lines on stderr, with elapsed time, so a long build shows where it is."""
-    click.echo(f"[{time.perf_counter() - _STARTED:6.1f}s] {message}", err=True)
-
-
-_STARTED = time.perf_counter()
-
-
-def checkout(paths: Paths, command: str) -> Paths:
-    """The paths of a command that rewrites files of graph/, which the copy installed with cmc-kg must not get."""
-    if paths.installed:
-        raise click.ClickException(f"`cmc-kg {command}` rewrites files of graph/; the data installed with cmc-kg is "
-                                   f"not a checkout: point --root (or CMC_KG_ROOT) at a checkout of cmc-kg")
-    return paths
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,23 +21,11 @@ def main():
     """cmc-kg: build, query and serve the Cluster Munition Coalition knowledge graph."""
 
 
-def _run_build(paths: Paths, write: bool):
-    from .build import BuildError, build
-
-    try:
-        return build(paths, progress=_progress, write=write)
-    except BuildError as error:
-        click.echo(f"build failed: {error}", err=True)
-        if write and paths.dump_file.exists():
-            click.echo(f"the last good build is unchanged: {paths.dump_file}", err=True)
-        sys.exit(1)
-
-
 @main.command("build")
 @command_options("build")
 def build_command(settings):
     """Parse, validate (SHACL), reason (OWL 2 RL), check and write build/cmc-kg.nq atomically."""
-    report = _run_build(settings.paths(), write=True)
+    report = run_build(settings.paths(), write=True)
     click.echo(f"built {report.dump_file}: {report.asserted_triples} asserted + {report.inferred_triples} inferred "
                f"triples over the named graphs, {report.distinct_triples} distinct in the merged default graph "
                f"(a fact from two sources counts once there) in {sum(report.seconds_per_step.values()):.1f}s "
@@ -62,7 +36,7 @@ def build_command(settings):
 @command_options("validate")
 def validate_command(settings):
     """Run every build step except writing: parse, SHACL shapes, reasoning, consistency checks."""
-    report = _run_build(settings.paths(), write=False)
+    report = run_build(settings.paths(), write=False)
     click.echo(f"valid: {report.asserted_triples} asserted triples, {report.inferred_triples} inferred, "
                f"all shapes and checks pass")
 
@@ -70,7 +44,7 @@ def validate_command(settings):
 @main.command("query")
 @click.argument("query", required=False)
 @click.option("-f", "--file", "query_file", type=click.File("r", encoding="utf-8"), help="Read the query from a file.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "tsv", "json", "xml"]), default="table",
+@click.option("--format", "fmt", type=click.Choice(["table", *RESULT_FORMATS]), default="table",
               show_default=True, help="Output format for SELECT and ASK (CONSTRUCT always prints Turtle).")
 @click.option("--asserted", is_flag=True, help="Leave the inferred triples out of the default graph.")
 @command_options("query")
@@ -99,35 +73,27 @@ MONITOR_YEARS_TARGET = 3
 @command_options("stats")
 def stats_command(settings):
     """Triples per named graph, entities per class, and the field's figures next to the targets of issue 11."""
-    from .query import open_store, select
+    from .query import internal_query, open_store, select
 
     try:
         store = open_store(settings.paths())
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from None
-    graphs = select(store, "SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g ORDER BY ?g")
+    graphs = select(store, internal_query("graph-sizes"))
     click.echo("triples per graph")
     for row in graphs.rows:
         click.echo(f"  {int(row['n']):>7}  {row['g']}")
-    classes = select(store, "SELECT ?class (COUNT(DISTINCT ?s) AS ?n) WHERE { ?s a ?class "
-                            "FILTER(STRSTARTS(STR(?s), STR(id:))) } GROUP BY ?class "
-                            "ORDER BY DESC(?n) ?class", asserted_only=True)
+    classes = select(store, internal_query("stats-entities-per-class"), asserted_only=True)
     click.echo("entities per class (asserted)")
     for row in classes.rows:
         click.echo(f"  {int(row['n']):>7}  {row['class']}")
-    regions = select(store, "SELECT ?code ?name (COUNT(DISTINCT ?c) AS ?n) WHERE { ?c a cmc:Country ; "
-                            "cmc:inM49Area/skos:broader* ?r . ?r a cmc:M49Region ; skos:notation ?code ; "
-                            "rdfs:label ?name } GROUP BY ?code ?name ORDER BY ?name")
-    without = select(store, "SELECT (COUNT(DISTINCT ?c) AS ?n) WHERE { ?c a cmc:Country "
-                            "FILTER NOT EXISTS { ?c cmc:inM49Area ?a } }")
+    regions = select(store, internal_query("stats-countries-per-region"))
+    without = select(store, internal_query("stats-countries-without-region"))
     click.echo(f"countries with an M49 region: {sum(int(row['n']) for row in regions.rows)} "
                f"(without: {int(without.rows[0]['n'])})")
     for row in regions.rows:
         click.echo(f"  {int(row['n']):>7}  {row['code']} {row['name']}")
-    members = select(store, "SELECT (COUNT(DISTINCT ?m) AS ?orgs) (COUNT(DISTINCT ?c) AS ?countries) "
-                            "(COUNT(DISTINCT ?x) AS ?memberships) WHERE { ?x a org:Membership ; org:member ?m . "
-                            "FILTER NOT EXISTS { ?m a foaf:Person } OPTIONAL { ?m cmc:country ?c } }",
-                     asserted_only=True).rows[0]
+    members = select(store, internal_query("stats-members"), asserted_only=True).rows[0]
     click.echo(f"member organizations: {int(members['orgs'])} in {int(members['memberships'])} memberships, "
                f"from {int(members['countries'])} countries (where a source gives the country); "
                f"target (issue 11): {MEMBER_TARGET[0]} organizations from {MEMBER_TARGET[1]} countries")
@@ -144,7 +110,7 @@ def stats_command(settings):
 
 @main.command("export")
 @click.option("--format", "fmt", required=True, type=click.Choice(sorted(EXPORT_FORMATS)),
-              help="RDF (turtle, ntriples, nquads, trig, rdfxml, jsonld), a CSV table (csv-…) or graphml.")
+              help=f"RDF ({', '.join(RDF_FORMATS)}), a CSV table (csv-…; csv-excel-… for spreadsheets) or graphml.")
 @click.option("--inferred", is_flag=True, help="Include the OWL 2 RL inferences (RDF formats only).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of standard output.")
 @command_options("export")
@@ -181,7 +147,7 @@ def push_command(settings, endpoint, query_endpoint):
     if not paths.dump_file.exists():
         raise click.ClickException(f"{paths.dump_file} does not exist: run `cmc-kg build` first")
     try:
-        uploaded = push(paths.dump_file, endpoint, query_endpoint, progress=_progress)
+        uploaded = push(paths.dump_file, endpoint, query_endpoint, progress=progress)
     except (RemoteError, OSError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"pushed {len(uploaded) - 1} named graphs and the merged default graph "
@@ -224,22 +190,22 @@ def refresh_untc_command(settings, files, retrieved, url_template, no_build):
     try:
         dt.date.fromisoformat(retrieved)
         pages, changed = refresh_untc(paths.reference_dir, list(files), retrieved, url_template or PAGE_URL,
-                                      progress=_progress, sources_file=paths.graph_dir / SOURCES_FILE)
+                                      progress=progress, sources_file=paths.graph_dir / SOURCES_FILE)
     except (LayoutError, ValueError, OSError) as error:
         raise click.ClickException(f"refresh failed, no table changed: {error}") from None
     for page in pages:
-        _progress(f"{page.mtdsg}: {len(page.participants)} participants, {len(page.notes)} end-notes, "
+        progress(f"{page.mtdsg}: {len(page.participants)} participants, {len(page.notes)} end-notes, "
                   f"status as at {page.as_at} ({page.source})")
     for path in changed:
-        _progress(f"updated {path}")
+        progress(f"updated {path}")
     try:
         import_tables(paths.reference_dir, paths.graph_dir)
     except TableError as error:
         raise click.ClickException(f"the new tables are written but graph/ could not be regenerated: {error}") from None
-    _progress(f"regenerated graph/ from reference/ ({len(changed)} file(s) changed)")
+    progress(f"regenerated graph/ from reference/ ({len(changed)} file(s) changed)")
     if not no_build:
-        _run_build(paths, write=True)
-        _progress(f"built {paths.dump_file}")
+        run_build(paths, write=True)
+        progress(f"built {paths.dump_file}")
 
 
 @main.command("diff")
@@ -267,7 +233,7 @@ def diff_command(settings, old, new, markdown_file, rdf_file):
         click.echo(text, nl=False)
     if rdf_file:
         to_rdf(changes, before.version, after.version).serialize(rdf_file, format="turtle", encoding="utf-8")
-    _progress(f"{len(changes)} changes from {before.version} to {after.version}")
+    progress(f"{len(changes)} changes from {before.version} to {after.version}")
 
 
 @main.command("release")
@@ -308,7 +274,7 @@ def serve_command(settings):
 
     paths = settings.paths()
     if not settings.store and not paths.dump_file.exists():
-        _run_build(paths, write=True)
+        run_build(paths, write=True)
     app = create_app(settings)
     local = f"http://{settings.host}:{settings.port}"
     click.echo(f"cmc-kg serving on {local}/ (query page: {local}/query, explore: {local}/explore, "

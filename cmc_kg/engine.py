@@ -9,6 +9,10 @@ worker, cut at the row cap, refused past the byte cap, and come back as bytes. E
 in memory and, when no SERVICE endpoint is allowed, is denied network sockets; it dies with its server.
 A worker that crashes (a signal other than the kill that stops a query) is logged with the query's hash,
 and the same query is then refused at once: retrying it would only crash another worker.
+
+A worker evaluates what clients send, so the server never trusts what comes back: replies are framed bytes
+(a fixed header, short JSON metadata, the answer), never pickle, and are read only up to their bounds. A
+worker whose reply does not fit the frame is killed and the query fails with WorkerProtocolError (a 500).
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import queue
+import select
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
 from multiprocessing.connection import Connection
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pyoxigraph as ox
 
@@ -33,7 +38,8 @@ from .query import PREFIX_MAP, default_graph_size, load_store, run_query
 from .safety import DEFAULT_MAX_DEPTH, QueryError, QueryRefused, check_query
 
 __all__ = ["QueryRequest", "Answer", "Engine", "QueryTimeout", "EngineBusy", "EngineClosed", "WorkerDied",
-           "WorkerCrashed", "OutOfMemory", "NotAcceptable", "AnswerTooLarge", "ServiceError", "QueryPolicy"]
+           "WorkerCrashed", "WorkerProtocolError", "OutOfMemory", "NotAcceptable", "AnswerTooLarge", "ServiceError",
+           "QueryPolicy"]
 
 _STACK_BYTES = 64 << 20   # the worker's evaluating thread: Oxigraph recurses as deep as the query nests
 
@@ -52,6 +58,11 @@ class WorkerDied(EngineBusy):
 
 class WorkerCrashed(Exception):
     """The query crashed its worker (a signal such as SIGSEGV); it would crash any other, so it is not retried."""
+
+
+class WorkerProtocolError(RuntimeError):
+    """A worker sent a reply that is not a well-formed frame (garbage, pickle, a length past the bounds): it is
+    killed and replaced, and nothing it sent is used."""
 
 
 class AnswerTooLarge(Exception):
@@ -166,32 +177,130 @@ def _too_large(limit: int) -> AnswerTooLarge:
                           "fewer rows (LIMIT), fewer or shorter values, or page through it with OFFSET")
 
 
-def _confine(memory_mb: int, network: bool) -> None:
+# A worker's message to the server: this header, then ``meta`` bytes of UTF-8 JSON (an object), then ``body``
+# bytes (the serialised answer). Nothing else is read, and nothing is read past the lengths' bounds.
+_HEADER = struct.Struct("!4sBBBxII")  # magic, status, kind, flags, (pad), meta length, body length
+_MAGIC = b"CKW1"
+_STATUSES = ("ready", "ok", "refused", "query-error", "not-acceptable", "too-large", "service-error", "memory",
+             "error")
+_KINDS = ("", "results", "boolean", "graph")
+_TRUNCATED = 1
+_MAX_META_BYTES = 1 << 20  # a message, or the build's graph names
+
+
+def _frame(status: str, meta: dict, body: bytes = b"", kind: str = "", truncated: bool = False) -> bytes:
+    data = json.dumps(meta).encode("utf-8")
+    return _HEADER.pack(_MAGIC, _STATUSES.index(status), _KINDS.index(kind), _TRUNCATED if truncated else 0,
+                        len(data), len(body)) + data + body
+
+
+def _answer_frame(answer: Answer) -> bytes:
+    return _frame("ok", {"format": answer.format, "rows": answer.rows, "seconds": answer.seconds}, answer.body,
+                  answer.kind, answer.truncated)
+
+
+def _read_exact(fd: int, size: int, deadline: float) -> bytes:
+    """``size`` bytes from a pipe; EOFError if it closes first, QueryTimeout past the deadline."""
+    chunks, missing = [], size
+    while missing:
+        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise QueryTimeout("the query worker did not finish its reply in time")
+        chunk = os.read(fd, min(missing, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd: int, deadline: float, max_body: int) -> tuple[str, str, bool, dict, bytes]:
+    """One message from a worker: (status, kind, truncated, metadata, body); WorkerProtocolError if it is not
+    one, before reading more than the header when the header is wrong."""
+    magic, status, kind, flags, meta_size, body_size = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
+    if magic != _MAGIC or status >= len(_STATUSES) or kind >= len(_KINDS) or flags & ~_TRUNCATED:
+        raise WorkerProtocolError("a query worker sent a reply that is not a cmc-kg frame; it was stopped")
+    if meta_size > _MAX_META_BYTES or body_size > max_body:
+        raise WorkerProtocolError(f"a query worker announced a reply of {meta_size:,} + {body_size:,} bytes, past "
+                                  f"the bounds ({_MAX_META_BYTES:,} + {max_body:,}, max_answer_bytes); it was stopped")
+    try:
+        meta = json.loads(_read_exact(fd, meta_size, deadline).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise WorkerProtocolError("a query worker sent metadata that is not UTF-8 JSON; it was stopped") from None
+    if not isinstance(meta, dict):
+        raise WorkerProtocolError("a query worker sent metadata that is not a JSON object; it was stopped")
+    return _STATUSES[status], _KINDS[kind], bool(flags & _TRUNCATED), meta, _read_exact(fd, body_size, deadline)
+
+
+def _field(meta: dict, name: str, kind: type | tuple[type, ...]):
+    value = meta.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise WorkerProtocolError(f"a query worker sent a reply whose {name!r} is not a {kind}; it was stopped")
+    return value
+
+
+def _reply(fd: int, deadline: float, max_body: int) -> tuple[str, Answer | str]:
+    """A worker's reply to a query, checked: ('ok', Answer) or (an error status, its message)."""
+    status, kind, truncated, meta, body = _read_frame(fd, deadline, max_body)
+    if status == "ok":
+        formats = RDF_FORMATS if kind == "graph" else RESULT_FORMATS
+        name = _field(meta, "format", str)
+        if not kind or name not in formats:
+            raise WorkerProtocolError(f"a query worker sent an answer of kind {kind!r} in format {name[:40]!r}; "
+                                      "it was stopped")
+        return status, Answer(kind, name, body, _field(meta, "rows", int), truncated,
+                              float(_field(meta, "seconds", (int, float))))
+    if status == "ready":
+        raise WorkerProtocolError("a query worker answered a query with its start-up message; it was stopped")
+    return status, body.decode("utf-8", "replace")
+
+
+def _send_reply(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _confine(memory_mb: int, network: bool) -> str:
     """Limit what a worker may do before it reads anything a client sent.
 
     ``memory_mb`` caps its address space (RLIMIT_AS): a query that needs more fails inside the worker, which
     then dies and is replaced, instead of the machine swapping. Without ``network`` (no SERVICE allowed) a
     seccomp filter makes socket() fail for every family but AF_UNIX (and io_uring, which could open sockets,
-    is refused): even a SERVICE the query check missed cannot connect. Linux only; elsewhere a no-op.
+    is refused): even a SERVICE the query check missed cannot connect. Returns what became of that filter,
+    for the server to report: 'installed', 'off: ...' (the network is allowed) or 'unavailable: why'.
     """
     if memory_mb > 0:
         import resource
 
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    if not network:
-        _deny_network()
+    if network:
+        return "off: the SERVICE allowlist needs the network"
+    return _deny_network()
 
 
-def _deny_network() -> None:
+_SECCOMP_ARCHES = {"x86_64": (0xC000003E, 41), "aarch64": (0xC00000B7, 198)}  # AUDIT_ARCH_*, __NR_socket
+
+
+def _network_filter_missing() -> str | None:
+    """Why the seccomp filter cannot be installed here, or None."""
+    import platform
+
+    if sys.platform != "linux":
+        return f"seccomp filters are Linux-only and this is {sys.platform}"
+    if platform.machine() not in _SECCOMP_ARCHES:
+        return f"the filter is written for {' and '.join(_SECCOMP_ARCHES)} only and this is {platform.machine()}"
+    return None
+
+
+def _deny_network() -> str:
     import ctypes
     import platform
-    import struct
 
-    arches = {"x86_64": (0xC000003E, 41), "aarch64": (0xC00000B7, 198)}  # AUDIT_ARCH_*, __NR_socket
-    if sys.platform != "linux" or platform.machine() not in arches:
-        return
-    audit_arch, nr_socket = arches[platform.machine()]
+    missing = _network_filter_missing()
+    if missing:
+        return f"unavailable: {missing}"
+    audit_arch, nr_socket = _SECCOMP_ARCHES[platform.machine()]
     nr_io_uring_setup, af_unix = 425, 1
     load, jump_eq, jump_ge, ret = 0x20, 0x15, 0x35, 0x06
     allow, deny = 0x7FFF0000, 0x00050000 | 13  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EACCES
@@ -218,6 +327,7 @@ def _deny_network() -> None:
     fprog = Program(len(program) // 8, ctypes.addressof(buffer))
     if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # NO_NEW_PRIVS, SECCOMP
         raise OSError(ctypes.get_errno(), "cannot install the seccomp filter that denies network sockets")
+    return "installed"
 
 
 def _die_with(parent: int) -> None:
@@ -231,29 +341,30 @@ def _die_with(parent: int) -> None:
         os._exit(0)
 
 
-def _serve(options: dict, requests: Connection, connection: Connection) -> None:
+def _serve(options: dict, requests: Connection, replies: int) -> None:
     """A worker process: confine itself, load the build, then check and answer requests until the pipe closes."""
     _die_with(options["parent"])
-    _confine(options["memory_mb"], options["network"])
+    network_filter = _confine(options["memory_mb"], options["network"])
     store = load_store(options["dump"])
     graphs = frozenset(g.value for g in store.named_graphs() if isinstance(g, ox.NamedNode))
     policy = QueryPolicy(frozenset(options["allowed_services"]), options["max_depth"])
-    connection.send(("ready", default_graph_size(store), sorted(graphs)))
+    _send_reply(replies, _frame("ready", {"triples": default_graph_size(store), "graphs": sorted(graphs),
+                                          "network_filter": network_filter}))
     threading.stack_size(_STACK_BYTES)  # Oxigraph's parser and evaluator recurse as deep as a query nests
-    answering = threading.Thread(target=_answer_requests, args=(store, policy, graphs, requests, connection))
+    answering = threading.Thread(target=_answer_requests, args=(store, policy, graphs, requests, replies))
     answering.start()
     answering.join()
 
 
-def _answer_requests(store, policy: QueryPolicy, graphs: frozenset[str], requests: Connection,
-                     connection: Connection) -> None:
+def _answer_requests(store, policy: QueryPolicy, graphs: frozenset[str], requests: Connection, replies: int) -> None:
     while True:
         try:
-            request = requests.recv()
+            request = _request_from_json(requests.recv_bytes())
         except EOFError:
             return
         try:
-            reply = ("ok", evaluate(store, request, policy, graphs))
+            _send_reply(replies, _answer_frame(evaluate(store, request, policy, graphs)))
+            continue
         except QueryRefused as error:
             reply = ("refused", str(error))
         except QueryError as error:
@@ -270,7 +381,19 @@ def _answer_requests(store, policy: QueryPolicy, graphs: frozenset[str], request
             reply = ("memory", "")
         except Exception as error:  # an engine failure is reported, the worker lives on
             reply = ("error", f"{type(error).__name__}: {error}")
-        connection.send(reply)
+        _send_reply(replies, _frame(reply[0], {}, reply[1].encode("utf-8")))
+
+
+def _request_to_json(request: QueryRequest) -> bytes:
+    return json.dumps(asdict(request)).encode("utf-8")
+
+
+def _request_from_json(data: bytes) -> QueryRequest:
+    fields = json.loads(data)
+    for name in ("default_graphs", "named_graphs"):
+        if fields[name] is not None:
+            fields[name] = tuple(fields[name])
+    return QueryRequest(**fields)
 
 
 def _dump_path(fd: int, dump_file: str) -> str:
@@ -286,12 +409,13 @@ class _Worker:
     """
 
     lane = False  # whether it is the engine's quick-lane worker
+    command = (sys.executable, "-m", "cmc_kg.engine")  # then: options as JSON, the request and reply pipes' fds
 
     def __init__(self, options: dict, dump_fd: int, start_timeout: float = 120.0):
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cmc_kg.engine", json.dumps({**options, "parent": os.getpid()}),
+            [*self.command, json.dumps({**options, "parent": os.getpid()}),
              str(to_child), str(from_child)],
             pass_fds=(to_child, from_child, dump_fd), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
             # Few malloc arenas: each reserves address space, which the memory cap counts.
@@ -300,13 +424,21 @@ class _Worker:
         os.close(from_child)
         self.stderr_tail: list[str] = []
         threading.Thread(target=self._pass_stderr, daemon=True).start()
-        self.connection = Connection(to_parent, readable=True, writable=False)
+        self.connection = Connection(to_parent, readable=True, writable=False)  # read as frames, see _read_frame
         self.requests = Connection(from_parent, readable=False, writable=True)
         try:
-            if not self.connection.poll(start_timeout):
-                raise EOFError
-            status, self.triples, self.graphs = self.connection.recv()
-        except (EOFError, OSError):
+            status, _, _, meta, _ = _read_frame(to_parent, time.monotonic() + start_timeout, 0)
+            if status != "ready":
+                raise WorkerProtocolError(f"a query worker started with {status!r} instead of 'ready'")
+            self.triples = _field(meta, "triples", int)
+            self.graphs = _field(meta, "graphs", list)
+            self.network_filter = _field(meta, "network_filter", str)
+            if not all(isinstance(graph, str) for graph in self.graphs):
+                raise WorkerProtocolError("a query worker named its graphs with values that are not strings")
+        except WorkerProtocolError:
+            self.stop()
+            raise
+        except (EOFError, OSError, QueryTimeout):
             self.stop()
             raise RuntimeError(f"a query worker could not start on {options['dump']} (exit status "
                                f"{self.process.returncode}; its error is above; if it ran out of memory, raise "
@@ -332,7 +464,7 @@ class _Worker:
             return self.process.poll() is None
 
     def send(self, request: QueryRequest) -> None:
-        self.requests.send(request)
+        self.requests.send_bytes(_request_to_json(request))
 
     def death(self) -> str:
         """How the worker ended: 'killed' (SIGKILL or SIGTERM: stopped from outside, or by the kernel's OOM
@@ -363,6 +495,8 @@ class Engine:
     all load that file, so a new build written meanwhile never mixes with this one (``build_id`` is the
     SHA-256 of what they load). A request that finds its worker dead before the query was sent is retried on
     another; a worker found dead (killed, out of memory) is replaced in the background.
+    ``network_filter`` says whether the workers could deny themselves network sockets: 'installed', 'off: ...'
+    (the SERVICE allowlist needs them) or 'unavailable: why' (another system or architecture; also logged).
 
     :param dump_file: the build's N-Quads dump.
     :param workers: how many queries may run at once.
@@ -411,6 +545,11 @@ class Engine:
             raise
         first = next(iter(self._all))
         self.triples, self.graphs = first.triples, frozenset(first.graphs)
+        self.network_filter = first.network_filter
+        if self.network_filter.startswith("unavailable"):
+            print(f"cmc-kg: WARNING: the query workers cannot deny themselves network sockets ({self.network_filter}); "
+                  "only the query check stops SERVICE and FROM from reaching the network (SECURITY.md)",
+                  file=sys.stderr)
         threading.Thread(target=self._watch, name="cmc-kg-engine-watch", daemon=True).start()
 
     def _spawner(self) -> None:
@@ -420,6 +559,8 @@ class Engine:
                 return
             done, outcome = job
             try:
+                if self._closed:  # a successor asked for while the engine closed: its dump is closed too
+                    raise RuntimeError("the engine was closed")
                 outcome.append(_Worker({**self._options, "dump": _dump_path(self._dump.fileno(), self.dump_file)},
                                        self._dump.fileno()))
             except BaseException as failure:  # reported to the caller
@@ -540,7 +681,11 @@ class Engine:
                                 self._slow.pop(next(iter(self._slow)))
                         continue
                     raise QueryTimeout(f"the query ran longer than the limit of {self.timeout:g} s and was stopped")
-                reply = pickle.loads(worker.connection.recv_bytes(self.max_reply_bytes))
+                try:
+                    reply = _reply(worker.connection.fileno(), limit, self.max_reply_bytes)
+                except (WorkerProtocolError, QueryTimeout):  # not a frame, or cut off: the rest is never read
+                    self._replace(worker)
+                    raise
             except (EOFError, OSError):
                 death = worker.death()
                 self._replace(worker)
@@ -617,8 +762,7 @@ def _request_hash(request: QueryRequest) -> str:
 
 
 if __name__ == "__main__":
-    # Run the importable module's function, so that pickled answers name cmc_kg.engine, not __main__.
+    # The importable module's function, so that its classes are cmc_kg.engine's, not __main__'s.
     from cmc_kg import engine
 
-    engine._serve(json.loads(sys.argv[1]), Connection(int(sys.argv[2]), writable=False),
-                  Connection(int(sys.argv[3]), readable=False))
+    engine._serve(json.loads(sys.argv[1]), Connection(int(sys.argv[2]), writable=False), int(sys.argv[3]))

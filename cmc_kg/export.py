@@ -17,9 +17,9 @@ from xml.sax.saxutils import escape, quoteattr
 import pyoxigraph as ox
 from rdflib import Graph
 
-from .formats import RDF_FORMATS
+from .formats import FILE_FORMATS, RDF_FORMATS, RESULT_FORMATS, UTF8_BOM, Format
 from .namespaces import INFERRED_GRAPH, PREFIXES, bind_prefixes
-from .query import PREFIX_MAP, select
+from .query import PREFIX_MAP, internal_query, select
 
 __all__ = ["DATASET_FORMATS", "TABLES", "EXPORT_FORMATS", "export", "export_rdf", "export_table", "export_graphml", "JSONLD_CONTEXT"]
 
@@ -59,121 +59,35 @@ def export_rdf(store: ox.Store, format_name: str, inferred: bool = False) -> byt
 
 @dataclass(frozen=True)
 class Table:
-    """A CSV table: the SPARQL that fills it (its variables are the columns) and what a row is."""
+    """A CSV table: what a row is; its query is cmc_kg/sparql/table-<name>.rq, whose variables are the columns."""
 
     name: str
     description: str
-    query: str
+
+    @property
+    def query(self) -> str:
+        return internal_query(f"table-{self.name}")
 
 
 TABLES = {t.name: t for t in (
-    Table("treaty-status", "one row per state and treaty: each dated action and the status on the depositary's as-at date", """
-SELECT ?iso3 ?state ?treatyName ?signed ?consentKind ?consented ?entryIntoForce ?withdrawalNotified
-       ?withdrawalEffective ?provisionalApplication ?status ?treaty ?country WHERE {
-  { SELECT DISTINCT ?country ?treaty WHERE { GRAPH graph:untc { ?a cmc:actor ?country ; cmc:treaty ?treaty } } }
-  OPTIONAL { GRAPH graph:untc { ?s a cmc:Signature ; cmc:actor ?country ; cmc:treaty ?treaty ; cmc:date ?signed } }
-  OPTIONAL { GRAPH graph:untc { ?c a ?kind ; cmc:actor ?country ; cmc:treaty ?treaty ; cmc:date ?consented }
-             ?kind rdfs:subClassOf* cmc:ConsentToBeBound ; rdfs:label ?consentKind . }
-  OPTIONAL { GRAPH graph:untc-art17 { ?e a cmc:EntryIntoForceForState ; cmc:actor ?country ;
-                                                 cmc:treaty ?treaty ; cmc:date ?entryIntoForce } }
-  OPTIONAL { GRAPH graph:untc { ?n a cmc:WithdrawalNotification ; cmc:actor ?country ; cmc:treaty ?treaty ;
-                                           cmc:date ?withdrawalNotified } }
-  OPTIONAL { GRAPH graph:untc { ?w a cmc:WithdrawalEffective ; cmc:actor ?country ; cmc:treaty ?treaty ;
-                                           cmc:date ?withdrawalEffective } }
-  OPTIONAL { GRAPH graph:untc { ?p a cmc:ProvisionalApplication ; cmc:actor ?country ; cmc:treaty ?treaty ;
-                                           cmc:date ?provisionalApplication } }
-  ?country cmc:isoAlpha3 ?iso3 ; rdfs:label ?state .
-  ?treaty rdfs:label ?treatyName .
-  graph:untc prov:wasDerivedFrom/cmc:asOf ?asAt .
-  BIND (IF(BOUND(?withdrawalEffective) && ?withdrawalEffective <= ?asAt, "withdrawn",
-        IF(BOUND(?consented), IF(BOUND(?withdrawalNotified), "party, withdrawal pending", "party"),
-        IF(BOUND(?signed), "signatory", "none"))) AS ?status)
-}
-ORDER BY ?iso3 ?treatyName"""),
-    Table("organizations", "one row per organization, with its kinds, countries and sources", """
-SELECT ?organization ?name (GROUP_CONCAT(DISTINCT ?typeLabel; separator="; ") AS ?types)
-       (GROUP_CONCAT(DISTINCT ?kindLabel; separator="; ") AS ?kinds)
-       (GROUP_CONCAT(DISTINCT ?iso3; separator="; ") AS ?countries)
-       (GROUP_CONCAT(DISTINCT ?key; separator="; ") AS ?sources) WHERE {
-  GRAPH ?g { ?organization a ?type . }
-  ?type rdfs:subClassOf* org:Organization .
-  FILTER (STRSTARTS(STR(?organization), STR(id:)))
-  ?g prov:wasDerivedFrom/cmc:sourceKey ?key .
-  ?organization rdfs:label ?name .
-  OPTIONAL { ?type rdfs:label ?typeLabel FILTER (STRSTARTS(STR(?type), STR(cmc:))) }
-  OPTIONAL { ?organization org:classification/skos:prefLabel ?kindLabel . }
-  OPTIONAL { ?organization cmc:country/cmc:isoAlpha3 ?iso3 . }
-}
-GROUP BY ?organization ?name
-ORDER BY ?name"""),
-    Table("memberships", "one row per membership: member, organization, role, dates and sources", """
-SELECT ?membership ?member ?memberName ?organization ?organizationName ?role ?from ?until
-       (GROUP_CONCAT(DISTINCT ?key; separator="; ") AS ?sources) WHERE {
-  GRAPH ?g { ?membership a org:Membership ; org:member ?member ; org:organization ?organization ; org:role ?r . }
-  ?g prov:wasDerivedFrom/cmc:sourceKey ?key .
-  ?r rdfs:label ?role .
-  ?member rdfs:label ?memberName .
-  ?organization rdfs:label ?organizationName .
-  OPTIONAL { ?membership org:memberDuring/time:hasBeginning ?b .
-             ?b time:inXSDDate|time:inXSDgYearMonth|time:inXSDgYear ?from . }
-  OPTIONAL { ?membership org:memberDuring/time:hasEnd ?e .
-             ?e time:inXSDDate|time:inXSDgYearMonth|time:inXSDgYear ?until . }
-}
-GROUP BY ?membership ?member ?memberName ?organization ?organizationName ?role ?from ?until
-ORDER BY ?organizationName ?memberName ?role"""),
+    Table("treaty-status", "one row per state and treaty: each dated action and the status on the depositary's "
+                           "as-at date"),
+    Table("organizations", "one row per organization, with its kinds, countries (ISO codes and names) and sources"),
+    Table("memberships", "one row per membership: member, organization, role, dates and sources"),
 )}
 
 
-def export_table(store: ox.Store, name: str) -> bytes:
-    """A CSV table (UTF-8, header row, one column per variable of the table's query)."""
+def export_table(store: ox.Store, name: str, fmt: Format = RESULT_FORMATS["csv"]) -> bytes:
+    """A CSV table (UTF-8, header row, one column per variable of the table's query), in ``fmt``: csv, or
+    csv-excel for spreadsheets (with a byte-order mark)."""
     rows = select(store, TABLES[name].query)
     out = io.StringIO()
+    if fmt.byte_order_mark:
+        out.write(UTF8_BOM)
     writer = csv.DictWriter(out, fieldnames=rows.variables, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows.rows)
     return out.getvalue().encode("utf-8")
-
-
-_GRAPHML_NODES = """
-SELECT DISTINCT ?node ?label ?kind WHERE {
-  {
-    ?node a ?type . ?type rdfs:subClassOf* org:Organization .
-    FILTER (STRSTARTS(STR(?node), STR(id:)))
-    BIND (IF(EXISTS { ?node a cmc:Coalition }, "coalition", IF(EXISTS { ?node a cmc:Campaign }, "campaign",
-          IF(EXISTS { ?node a cmc:GovernanceBody }, "governance body",
-          IF(EXISTS { ?node org:classification cmc:NationalCampaign }, "national campaign", "organization")))) AS ?kind)
-  } UNION {
-    { ?x cmc:country ?node } UNION { ?node a cmc:Country . ?a cmc:actor ?node ; a cmc:ConsentToBeBound . }
-    BIND ("state" AS ?kind)
-  } UNION {
-    ?node a cmc:Treaty . BIND ("treaty" AS ?kind)
-  } UNION {
-    ?m a org:Membership ; org:member ?node . ?node a foaf:Person . BIND ("person" AS ?kind)
-  }
-  ?node rdfs:label ?label .
-}"""
-
-_GRAPHML_EDGES = """
-SELECT DISTINCT ?source ?target ?relation WHERE {
-  {
-    ?m a org:Membership ; org:member ?source ; org:organization ?target ; org:role/rdfs:label ?relation .
-  } UNION {
-    ?source org:unitOf ?target . BIND ("unit of" AS ?relation)
-  } UNION {
-    ?source org:subOrganizationOf ?target . BIND ("part of" AS ?relation)
-  } UNION {
-    ?source cmc:country ?target . BIND ("based in" AS ?relation)
-  } UNION {
-    ?merger a cmc:Merger ; cmc:mergedOrganization ?source ; cmc:resultingOrganization ?target .
-    BIND ("merged into" AS ?relation)
-  } UNION {
-    ?source cmc:monitors ?target . BIND ("monitors" AS ?relation)
-  } UNION {
-    ?a a cmc:ConsentToBeBound ; cmc:actor ?source ; cmc:treaty ?target .
-    FILTER NOT EXISTS { ?w a cmc:WithdrawalEffective ; cmc:actor ?source ; cmc:treaty ?target . }
-    BIND ("party to" AS ?relation)
-  }
-}"""
 
 
 def export_graphml(store: ox.Store) -> bytes:
@@ -181,8 +95,9 @@ def export_graphml(store: ox.Store) -> bytes:
 
     Node ids are the entities' IRIs; nodes carry ``label`` and ``kind``, edges ``relation``.
     """
-    nodes = {row["node"]: row for row in select(store, _GRAPHML_NODES).rows}
-    edges = sorted({(r["source"], r["target"], r["relation"]) for r in select(store, _GRAPHML_EDGES).rows
+    nodes = {row["node"]: row for row in select(store, internal_query("graphml-nodes")).rows}
+    edges = sorted({(r["source"], r["target"], r["relation"])
+                    for r in select(store, internal_query("graphml-edges")).rows
                     if r["source"] in nodes and r["target"] in nodes})
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
              '<graphml xmlns="http://graphml.graphdrawing.org/xmlns">',
@@ -203,19 +118,21 @@ def export_graphml(store: ox.Store) -> bytes:
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """An export: the file extension, how to write it from the store, and whether it can hold inferences."""
+    """An export: its serialisation in the registry (cmc_kg/formats.py), how to write it from the store, and whether
+    it can hold inferences."""
 
-    extension: str
+    format: Format
     write: Callable[[ox.Store, bool], bytes]
     takes_inferred: bool = True
 
 
 EXPORT_FORMATS: dict[str, ExportFormat] = {
-    **{name: ExportFormat(fmt.extension, lambda store, inferred, name=name: export_rdf(store, name, inferred))
+    **{name: ExportFormat(fmt, lambda store, inferred, name=name: export_rdf(store, name, inferred))
        for name, fmt in RDF_FORMATS.items()},
-    **{f"csv-{name}": ExportFormat(".csv", lambda store, inferred, name=name: export_table(store, name), False)
-       for name in TABLES},
-    "graphml": ExportFormat(".graphml", lambda store, inferred: export_graphml(store), False),
+    **{f"{csv_format.name}-{name}": ExportFormat(
+        csv_format, lambda store, inferred, name=name, fmt=csv_format: export_table(store, name, fmt), False)
+       for csv_format in (RESULT_FORMATS["csv"], RESULT_FORMATS["csv-excel"]) for name in TABLES},
+    "graphml": ExportFormat(FILE_FORMATS["graphml"], lambda store, inferred: export_graphml(store), False),
 }
 
 

@@ -1,7 +1,9 @@
-"""The one registry of serialisations: SPARQL results and RDF, by name, media type and file extension.
+"""The one registry of serialisations: SPARQL results (CSV for spreadsheets too), RDF, and the other files
+published (GraphML, the gzipped dump), by name, media type and file extension.
 
-The server's content negotiation, the `format` parameter, the command line and the exports all read it,
-so a format is added here once. SELECT results are written by this module (not by Oxigraph) because an
+The server's content negotiation, the `format` parameter, the command line (`query --format`, `export
+--format`), the exports (cmc_kg/export.py: RDF, the CSV tables in both CSV variants, GraphML) and the dumps
+page all read it, so a format is added here once. SELECT results are written by this module (not by Oxigraph) because an
 answer may be cut at the row cap, and only a list of solutions can be cut.
 
 Every writer either returns a document that a strict parser of its format accepts, holding the same terms
@@ -39,8 +41,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 import pyoxigraph as ox
 
-__all__ = ["Format", "RESULT_FORMATS", "RDF_FORMATS", "by_name_or_type", "write_solutions", "write_boolean",
-           "write_triples", "NotAcceptable", "NotRepresentable"]
+__all__ = ["Format", "UTF8_BOM", "RESULT_FORMATS", "RDF_FORMATS", "FILE_FORMATS", "by_name_or_type", "write_solutions",
+           "write_boolean", "write_triples", "NotAcceptable", "NotRepresentable"]
 
 
 class NotAcceptable(Exception):
@@ -68,6 +70,7 @@ class Format:
     extension: str
     rdf_format: ox.RdfFormat | None = None
     title: str = ""
+    byte_order_mark: bool = False  # written first, for programs that take UTF-8 only with one (UTF8_BOM)
 
     @property
     def media_type(self) -> str:
@@ -79,6 +82,9 @@ RESULT_FORMATS = {f.name: f for f in (
     Format("xml", ("application/sparql-results+xml", "application/xml", "text/xml"), ".srx", title="SPARQL results XML"),
     Format("csv", ("text/csv",), ".csv", title="SPARQL results CSV"),
     Format("tsv", ("text/tab-separated-values",), ".tsv", title="SPARQL results TSV"),
+    # CSV that spreadsheet programs open as UTF-8: the same bytes after a byte-order mark (cmc_kg/export.py)
+    Format("csv-excel", ("text/csv; charset=utf-8; header=present",), ".csv", title="CSV for spreadsheets",
+           byte_order_mark=True),
 )}
 
 RDF_FORMATS = {f.name: f for f in (
@@ -89,6 +95,18 @@ RDF_FORMATS = {f.name: f for f in (
     Format("trig", ("application/trig",), ".trig", ox.RdfFormat.TRIG, "TriG"),
     Format("nquads", ("application/n-quads",), ".nq", ox.RdfFormat.N_QUADS, "N-Quads"),
 )}
+
+# Files published that are neither SPARQL results nor RDF: the GraphML export, the gzipped dump.
+FILE_FORMATS = {f.name: f for f in (
+    Format("graphml", ("application/graphml+xml",), ".graphml", title="GraphML"),
+    Format("gzip", ("application/gzip",), ".gz", title="gzip"),
+)}
+
+_CSV = ("csv", "csv-excel")
+# Spreadsheet programs (Excel, and LibreOffice by default) read a CSV file as UTF-8 only when it starts with a
+# byte-order mark; without one `Côte d'Ivoire` opens as `CÃ´te d'Ivoire`. csv-excel has it, csv does not (RFC 4180
+# and SPARQL clients expect none; Python's "utf-8-sig" reads both).
+UTF8_BOM = "\ufeff"
 
 # Other names clients send (SPARQLWrapper, Virtuoso's and Fuseki's `format` values), each with the formats it
 # names, in the order tried: "xml" and "json" name a results format for SELECT and ASK and an RDF format for
@@ -157,9 +175,9 @@ def _check_terms(terms: Iterable, fmt: Format) -> None:
                     datatype == _RDF + "dirLangString" and term.direction is None:
                 raise _refuse(fmt, f"it holds {_show(term)}, a literal typed {datatype.split('#')[1]} without a "
                                    "language tag or base direction, which is no RDF term")
-        elif isinstance(term, ox.Triple) and fmt.name in ("csv", "jsonld"):
+        elif isinstance(term, ox.Triple) and fmt.name in (*_CSV, "jsonld"):
             raise _refuse(fmt, "it holds a triple term, which this format has no syntax for "
-                               + ("(JSON, XML or TSV results carry them)" if fmt.name == "csv" else
+                               + ("(JSON, XML or TSV results carry them)" if fmt.name in _CSV else
                                   "(Turtle, N-Triples, TriG, N-Quads or RDF/XML carry them)"))
 
 
@@ -268,8 +286,10 @@ def write_solutions(variables: list[str], solutions: list, fmt: Format) -> bytes
         if bad:
             raise _not_xml(bad.group(), fmt)
         return document.encode("utf-8")
-    if fmt.name == "csv":
+    if fmt.name in _CSV:
         out = io.StringIO()
+        if fmt.byte_order_mark:
+            out.write(UTF8_BOM)
         writer = csv.writer(out, lineterminator="\r\n")  # quotes fields holding '"', ',', CR or LF (RFC 4180)
         writer.writerow(variables)
         writer.writerows([_csv_value(s[v], label) for v in variables] for s in solutions)
@@ -286,8 +306,9 @@ def write_boolean(value: bool, fmt: Format) -> bytes:
     if fmt.name == "xml":
         return (f'<?xml version="1.0"?>\n<sparql xmlns="http://www.w3.org/2005/sparql-results#"><head/>'
                 f"<boolean>{str(value).lower()}</boolean></sparql>\n").encode("utf-8")
-    return f"_askResult\r\n{str(value).lower()}\r\n".encode("utf-8") if fmt.name == "csv" else \
-        f"?_askResult\n{str(value).lower()}\n".encode("utf-8")
+    if fmt.name in _CSV:
+        return f"{UTF8_BOM if fmt.byte_order_mark else ''}_askResult\r\n{str(value).lower()}\r\n".encode("utf-8")
+    return f"?_askResult\n{str(value).lower()}\n".encode("utf-8")
 
 
 # XML 1.0 (fifth edition) name characters, as Oxigraph's RDF/XML writer reads them when it splits a

@@ -9,6 +9,7 @@ graph's entity IRIs, so ``STRSTARTS(STR(?x), STR(id:))`` picks out the entities 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +21,18 @@ from . import safety
 from .safety import QueryError
 from .settings import Paths
 
-__all__ = ["PREFIX_MAP", "QueryError", "dataset_options", "load_store", "asserted_view", "merge_default_graph", "default_graph_size", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
+__all__ = ["PREFIX_MAP", "QueryError", "internal_query", "dataset_options", "load_store", "asserted_view", "merge_default_graph", "default_graph_size", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
            "ExampleQuery"]
 
 PREFIX_MAP = {prefix: str(ns) for prefix, ns in PREFIXES.items()}
+_INTERNAL_QUERIES = Path(__file__).parent / "sparql"
+
+
+@functools.cache
+def internal_query(name: str) -> str:
+    """The SPARQL of cmc_kg/sparql/<name>.rq: the queries the code runs live there, each in one file, not in
+    Python strings (the examples users see are in queries/ at the top of the repository)."""
+    return (_INTERNAL_QUERIES / f"{name}.rq").read_text(encoding="utf-8")
 
 @dataclass
 class Rows:

@@ -1,7 +1,7 @@
 """Refuse, before evaluation, any query that could make an engine reach outside the build or crash it.
 
-Oxigraph runs SERVICE over HTTP with no switch to turn it off and exposes no parsed query (see
-FIELD-NOTES), so the check reads the text as Oxigraph's grammar can, and errs on the side of seeing more.
+Oxigraph runs SERVICE over HTTP with no switch to turn it off and exposes no parsed query (SECURITY.md,
+guarantee 2), so the check reads the text as Oxigraph's grammar can, and errs on the side of seeing more.
 Oxigraph's parser is a PEG without a separate lexer: a keyword needs no space around it (``SERVICE:x``,
 ``1SERVICE``, ``trueSERVICE``, ``PREFIXex:<…>``), in any letter case, and when a prefixed name fails
 (an undeclared prefix) it backtracks and tries the keyword reading. So the check does not tokenise

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import re
-from collections import defaultdict
 from pathlib import Path
 
 from rdflib import Literal, URIRef
 
 from .namespaces import CMC, DCTERMS, PREFIXES, RDF, RDFS, SKOS, XSD
+from .terms import TurtleWriter
 
 __all__ = ["import_tables", "TREATIES", "TableError"]
 
@@ -69,68 +69,32 @@ class TableError(Exception):
     """A reference table has a value the import cannot place; the message names file and line."""
 
 
-def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+def numbered_rows(path: Path, delimiter: str = ",", comments: bool = False) -> list[tuple[int, dict[str, str]]]:
+    """(line, row) for each row of a CSV or TSV file, as csv.DictReader reads them (blank rows skipped, missing
+    columns absent); with ``comments``, lines starting with '#' are no rows. The line is the file's own where
+    the row starts, comment lines and quoted line breaks counted, so that an error can name it."""
     with open(path, encoding="utf-8", newline="") as handle:
-        return [(number, row) for number, row in enumerate(csv.DictReader(handle), start=2)]
-
-
-_LOCAL_NAME_ESCAPES = re.compile(r"([/~!$&'()*+,;=?#@%])")
-_PREFIX_ORDER = sorted(PREFIXES.items(), key=lambda item: -len(str(item[1])))
-
-
-def _name(iri: URIRef) -> str:
-    """A prefixed name for an IRI, escaping what Turtle does not allow unescaped in a local name.
-
-    >>> _name(URIRef(str(PREFIXES["action"]) + "ccm/AFG/signature"))
-    'action:ccm\\\\/AFG\\\\/signature'
-    """
-    for prefix, namespace in _PREFIX_ORDER:
-        if iri.startswith(str(namespace)) and len(iri) > len(str(namespace)):
-            local = str(iri)[len(str(namespace)):]
-            return f"{prefix}:" + _LOCAL_NAME_ESCAPES.sub(r"\\\1", local)
-    return f"<{iri}>"
-
-
-def _term(value) -> str:
-    if isinstance(value, URIRef):
-        return _name(value)
-    literal = value if isinstance(value, Literal) else Literal(value)
-    text = literal.n3()
-    if literal.datatype:
-        text = text.rsplit("^^", 1)[0] + "^^" + _name(literal.datatype)
-    return text
-
-
-class _Turtle:
-    """Statements grouped by subject, written sorted, with the prefixes they use."""
-
-    def __init__(self):
-        self.statements: dict[URIRef, set[tuple[URIRef, object]]] = defaultdict(set)
-
-    def add(self, subject: URIRef, predicate: URIRef, value) -> None:
-        self.statements[subject].add((predicate, value))
-
-    def render(self, header: str) -> str:
-        body = []
-        for subject in sorted(self.statements):
-            pairs = sorted(self.statements[subject], key=lambda pv: (pv[0] != RDF.type, str(pv[0]), _term(pv[1])))
-            lines = [f"    {'a' if p == RDF.type else _name(p)} {_term(v)}" for p, v in pairs]
-            body.append(_name(subject) + "\n" + " ;\n".join(lines) + " .\n")
-        text = "\n".join(body)
-        used = sorted({p for p in PREFIXES if re.search(rf"(^|[\s(^]){re.escape(p)}:", text, re.M)})
-        prefixes = "".join(f"@prefix {p}: <{PREFIXES[p]}> .\n" for p in used)
-        return header + prefixes + "\n" + text
+        numbered = [(n, line) for n, line in enumerate(handle, start=1) if not (comments and line.startswith("#"))]
+    reader = csv.reader((line for _, line in numbered), delimiter=delimiter)
+    header, rows = next(reader, []), []
+    while True:
+        start = reader.line_num  # lines read so far: the next row starts on the one after them
+        values = next(reader, None)
+        if values is None:
+            return rows
+        if values:
+            rows.append((numbered[start][0], dict(zip(header, values))))
 
 
 def _date(value: str) -> Literal:
     return Literal(value, datatype=XSD.date)
 
 
-def _countries(reference: Path) -> tuple[_Turtle, dict[str, str], dict[str, str]]:
+def _countries(reference: Path) -> tuple[TurtleWriter, dict[str, str], dict[str, str]]:
     """Every ISO 3166-1 entry of ISO-CODES 4.15 with its codes and names; returns ISO3 -> English name
     and ISO3 -> alpha-2 too."""
-    turtle, names, alpha2 = _Turtle(), {}, {}
-    for line, row in _rows(reference / COUNTRIES_FILE):
+    turtle, names, alpha2 = TurtleWriter(), {}, {}
+    for line, row in numbered_rows(reference / COUNTRIES_FILE):
         if row["row_kind"] != "iso3166_1":
             continue
         code = row["iso_alpha3"]
@@ -148,11 +112,11 @@ def _countries(reference: Path) -> tuple[_Turtle, dict[str, str], dict[str, str]
     return turtle, names, alpha2
 
 
-def _common_names(reference: Path) -> _Turtle:
+def _common_names(reference: Path) -> TurtleWriter:
     """The names Our World in Data uses for countries ("Laos", "Russia"), where they differ from the ISO name,
     as alternative labels: what people type when they look a state up."""
-    turtle = _Turtle()
-    for _, row in _rows(reference / COUNTRIES_FILE):
+    turtle = TurtleWriter()
+    for _, row in numbered_rows(reference / COUNTRIES_FILE):
         if row["row_kind"] == "iso3166_1" and row["owid_name"] and row["owid_name"] != row["iso_codes_4_15_name"]:
             turtle.add(COUNTRY[row["iso_alpha3"]], SKOS.altLabel, Literal(row["owid_name"], lang="en"))
     return turtle
@@ -166,13 +130,13 @@ M49_LEVELS = (
 )
 
 
-def _m49(reference: Path, names: dict[str, str], alpha2: dict[str, str]) -> _Turtle:
+def _m49(reference: Path, names: dict[str, str], alpha2: dict[str, str]) -> TurtleWriter:
     """The M49 regions, sub-regions and intermediate regions as SKOS concepts, and each country's most
     specific area (cmc:inM49Area). A row without a region (the table gives none) links nothing."""
     path = reference / M49_FILE
-    turtle = _Turtle()
+    turtle = TurtleWriter()
     areas: dict[str, tuple[str, URIRef, str | None]] = {}
-    for line, row in _rows(path):
+    for line, row in numbered_rows(path):
         where = f"{path}:{line}"
         code = row["alpha-3"]
         if code not in names or alpha2[code] != row["alpha-2"]:
@@ -210,10 +174,10 @@ class _Participants:
     def __init__(self, reference: Path, names: dict[str, str]):
         self.reference, self.names = reference, names
         self.untc_names: dict[str, str] = {}
-        self.untc = _Turtle()
-        self.derived = _Turtle()
+        self.untc = TurtleWriter()
+        self.derived = TurtleWriter()
 
-    def action(self, turtle: _Turtle, mtdsg: str, code: str, kind: URIRef, segment: str, label: str, date: str) -> URIRef:
+    def action(self, turtle: TurtleWriter, mtdsg: str, code: str, kind: URIRef, segment: str, label: str, date: str) -> URIRef:
         slug, treaty_name = TREATIES[mtdsg]
         iri = ACTION[f"{slug}/{code}/{segment}"]
         turtle.add(iri, RDF.type, kind)
@@ -225,7 +189,7 @@ class _Participants:
 
     def read(self, key: str) -> None:
         path = self.reference / PARTICIPANT_FILES[key]
-        for line, row in _rows(path):
+        for line, row in numbered_rows(path):
             where = f"{path}:{line}"
             mtdsg, code = row["untc_mtdsg"], row["iso3"]
             if mtdsg not in TREATIES or code not in self.names:
@@ -289,15 +253,15 @@ class _Participants:
         """The texts of the depositary's end-notes a row refers to that speak of a withdrawal."""
         if not hasattr(self, "_note_texts"):
             self._note_texts = {(row["untc_mtdsg"], row["note_no"]): row["note_text"]
-                                for _, row in _rows(self.reference / NOTES_FILE)}
+                                for _, row in numbered_rows(self.reference / NOTES_FILE)}
         texts = (self._note_texts.get((mtdsg, n.strip())) for n in numbers.replace(",", ";").split(";") if n.strip())
         return [text for text in texts if text and "withdrawal" in text]
 
-    def notes(self) -> _Turtle:
+    def notes(self) -> TurtleWriter:
         """The depositary's end-notes, each linked to the participants it names."""
         path = self.reference / NOTES_FILE
-        turtle = _Turtle()
-        for line, row in _rows(path):
+        turtle = TurtleWriter()
+        for line, row in numbered_rows(path):
             slug, treaty_name = TREATIES[row["untc_mtdsg"]]
             note = NOTE[f"{slug}/{row['note_no']}"]
             turtle.add(note, RDF.type, CMC.DepositaryNote)

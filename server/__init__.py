@@ -99,7 +99,9 @@ def create_app(config: Settings | None = None, engine=None) -> Flask:
         state = State.current()
         # Two counts, named: the quads of the named graphs (what the build reports as asserted + inferred) and the
         # triples of the merged default graph, where a fact stated by two sources counts once.
+        # The embedded engine says whether its workers deny themselves network sockets (cmc_kg/engine.py).
         return {"status": "ok", "build": state.build_id, "triples": state.triples,
-                "default_graph_triples": state.triples, "quads": state.quads()}
+                "default_graph_triples": state.triples, "quads": state.quads(),
+                "network_filter": getattr(state.engine, "network_filter", None)}
 
     return app

@@ -30,7 +30,8 @@ from datetime import date
 from flask import Blueprint, abort, render_template, request
 
 from cmc_kg.engine import EngineBusy, QueryTimeout
-from cmc_kg.namespaces import ID, ONTOLOGY, PREFIXES
+from cmc_kg.namespaces import ID, ONTOLOGY
+from cmc_kg.terms import curie
 
 from .state import State
 
@@ -45,7 +46,6 @@ STATUSES = ("none", "signed", "party", "in force", "withdrawn")
 
 # A project IRI <BASE + rest> is served at /rest (as server.pages does).
 _BASE = str(ONTOLOGY).rsplit("/", 1)[0] + "/"
-_CURIES = sorted(((prefix, str(ns)) for prefix, ns in PREFIXES.items()), key=lambda item: -len(item[1]))
 
 
 def entity_path(iri: str) -> str | None:
@@ -55,14 +55,6 @@ def entity_path(iri: str) -> str | None:
 
 def treaty_iri(slug: str) -> str:
     return str(ID[f"treaty/{slug}"])
-
-
-def curie(iri: str) -> str:
-    """``prefix:local`` when the local part is a plain name, else ``<iri>``, for query text."""
-    for prefix, namespace in _CURIES:
-        if iri.startswith(namespace) and re.fullmatch(r"[A-Za-z0-9_-]+", iri[len(namespace):]):
-            return f"{prefix}:{iri[len(namespace):]}"
-    return f"<{iri}>"
 
 
 def date_literal(day: date) -> str:

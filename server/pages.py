@@ -38,10 +38,12 @@ from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.namespace import DCAT
 
 from cmc_kg.engine import QueryRequest
-from cmc_kg.formats import RDF_FORMATS
+from cmc_kg.formats import FILE_FORMATS, RDF_FORMATS
 from cmc_kg.namespaces import (CMC, DCTERMS, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY, ONTOLOGY_GRAPH, ONTOLOGY_VERSION,
-                               OWL, PREFIXES, PROV, RDF, RDFS, SDO, SKOS, SOURCES_GRAPH, VOID, XSD, bind_prefixes)
+                               OWL, PROV, RDF, RDFS, SDO, SKOS, SOURCES_GRAPH, VOID, XSD, bind_prefixes)
+from cmc_kg.query import internal_query
 from cmc_kg.release import CHANGES_RDF, RELEASE_FILES, read_release
+from cmc_kg.terms import compact
 
 from .responses import error, negotiate, not_acceptable, rdf_response, wants_html
 from .state import State
@@ -66,26 +68,13 @@ ONTOLOGY_PATH, VERSION_PATH = local_path(str(ONTOLOGY)), local_path(str(ONTOLOGY
 
 INCOMING_CAP = 200
 LABEL_PROPERTIES = (RDFS.label, SKOS.prefLabel, SDO.name, DCTERMS.title)
-DUMP_MEDIA_TYPES = {".nq": "application/n-quads", ".gz": "application/gzip"}
+DUMP_MEDIA_TYPES = {f.extension: f.media_type for f in (RDF_FORMATS["nquads"], FILE_FORMATS["gzip"])}
 SPDX = "http://spdx.org/rdf/terms#"
 
 
 # --------------------------------------------------------------------------------------------------
 # Terms for templates
 # --------------------------------------------------------------------------------------------------
-
-_NAMESPACES = sorted(((p, str(ns)) for p, ns in PREFIXES.items()), key=lambda item: -len(item[1]))
-
-
-def compact(iri: str) -> str:
-    """``prefix:local`` with the project's prefixes when the local part is simple, else the IRI."""
-    for prefix, namespace in _NAMESPACES:
-        if iri.startswith(namespace) and iri != namespace:
-            rest = iri[len(namespace):]
-            if all(c.isalnum() or c in "-_." for c in rest):
-                return f"{prefix}:{rest}"
-    return iri
-
 
 def href(iri: str) -> str:
     """Where a page links an IRI: project IRIs to this server's pages, others to themselves."""
@@ -163,7 +152,7 @@ _SPECIAL_GRAPHS = {str(INFERRED_GRAPH): ("inferred", "entailed by OWL 2 RL reaso
 def graph_catalogue(state: State) -> dict[str, dict]:
     """Every named graph: triple count, source IRI, key and title (from the registry); cached per build."""
     graphs: dict[str, dict] = {}
-    for row in state.select("SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g ORDER BY ?g"):
+    for row in state.select(internal_query("graph-sizes")):
         g = row["g"]["value"]
         key, title = _SPECIAL_GRAPHS.get(g, (g.rsplit("/", 1)[-1], None))
         graphs[g] = {"iri": g, "href": href(g), "triples": int(row["n"]["value"]), "key": key, "title": title,

@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 from cmc_kg.engine import AnswerTooLarge, EngineBusy, QueryRequest, QueryTimeout, ServiceError
 from cmc_kg.formats import RDF_FORMATS, RESULT_FORMATS
 from cmc_kg.namespaces import RDF, SD, VOID, XSD, bind_prefixes
-from cmc_kg.query import QueryError
+from cmc_kg.query import QueryError, internal_query
 from cmc_kg.safety import QueryRefused, check_graphs
 
 from .responses import browser_wants_html, error, negotiate, rdf_response, revalidated, wants_html
@@ -182,7 +182,7 @@ def service_description() -> Response:
     graph.add((dataset, SD.defaultGraph, default))
     graph.add((default, RDF.type, SD.Graph))
     graph.add((default, VOID.triples, Literal(state.triples, datatype=XSD.integer)))
-    for row in state.select("SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g ORDER BY ?g"):
+    for row in state.select(internal_query("graph-sizes")):
         named, inner = BNode(), BNode()
         graph.add((dataset, SD.namedGraph, named))
         graph.add((named, RDF.type, SD.NamedGraph))

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import re
 
+import owlrl
+import pyoxigraph as ox
 import pytest
+from rdflib import Dataset, Graph, Literal, Namespace
 
-from cmc_kg.build import BuildError, build
-from cmc_kg.namespaces import CMC, INFERRED_GRAPH, ONTOLOGY_GRAPH, PREFIXES, SOURCES_GRAPH, XSD
-from cmc_kg.query import select
+from cmc_kg.build import BuildError, _asserted_union, _is_trivial, _reason, build, load_sources, run_checks
+from cmc_kg.namespaces import (CMC, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY_GRAPH, OWL, PREFIXES, PROV, RDF, RDFS,
+                               SOURCES_GRAPH, XSD)
+from cmc_kg.query import merge_default_graph, select
+from cmc_kg.settings import Settings
 
 
 def test_build_writes_dump_and_report(built):
@@ -88,3 +93,47 @@ def test_unregistered_source_folder_is_refused(repo_copy):
     (repo_copy.graph_dir / "nowhere" / "facts.ttl").write_text("", encoding="utf-8")
     with pytest.raises(BuildError, match="nowhere"):
         build(repo_copy, write=False)
+
+
+def _closure_of_everything(dataset) -> set:
+    """What the build inferred before it was made fast: plain owlrl over every asserted triple."""
+    asserted = _asserted_union(dataset, include_ontology=True)
+    closure = Graph()
+    closure += asserted
+    owlrl.DeductiveClosure(owlrl.OWLRL_Semantics, axiomatic_triples=False, datatype_axioms=False).expand(closure)
+    return {triple for triple in closure if triple not in asserted and not _is_trivial(*triple)}
+
+
+def test_reasoning_gives_the_same_inferred_triples_as_the_closure_of_everything():
+    dataset = load_sources(Settings())
+    slow = _closure_of_everything(dataset)
+    assert len(slow) > 5_000
+    assert set(_reason(dataset)) == slow
+
+
+def test_triples_no_rule_reads_are_still_copied_along_an_inferred_sameas():
+    # A functional property with two values makes them the same: the label of one becomes the other's, though
+    # owlrl is first given no labels.
+    ex = Namespace("https://example.org/")
+    dataset = Dataset()
+    dataset.graph(ONTOLOGY_GRAPH).add((ex.p, RDF.type, OWL.FunctionalProperty))
+    data = dataset.graph(ex.data)
+    for triple in [(ex.x, ex.p, ex.a), (ex.x, ex.p, ex.b), (ex.a, RDFS.label, Literal("A")),
+                   (ex.a, ex.unrelated, ex.c)]:
+        data.add(triple)
+    inferred = set(_reason(dataset))
+    assert {(ex.b, RDFS.label, Literal("A")), (ex.b, ex.unrelated, ex.c), (ex.a, OWL.sameAs, ex.b)} <= inferred
+    assert inferred == _closure_of_everything(dataset)
+
+
+def test_an_entity_described_outside_the_source_graphs_is_found():
+    store = ox.Store()
+    derived, loose = ox.NamedNode(f"{GRAPH}seed-000"), ox.NamedNode(f"{GRAPH}loose")
+    sourced, unsourced = ox.NamedNode(f"{ID}org/sourced"), ox.NamedNode(f"{ID}org/unsourced")
+    label = ox.NamedNode(str(RDFS.label))
+    store.add(ox.Quad(derived, ox.NamedNode(str(PROV.wasDerivedFrom)), ox.NamedNode(f"{ID}source/x"), derived))
+    store.add(ox.Quad(sourced, label, ox.Literal("sourced"), derived))
+    store.add(ox.Quad(sourced, label, ox.Literal("also here"), loose))
+    store.add(ox.Quad(unsourced, label, ox.Literal("unsourced"), loose))
+    failures = run_checks(merge_default_graph(store), Settings().checks_dir)
+    assert failures["entity-without-source-violation.rq"] == [{"entity": unsourced.value}]

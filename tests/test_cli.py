@@ -70,3 +70,12 @@ def test_stats_shows_the_field_beside_its_targets(built, store):
              if line.strip().split()[-1:] and line.strip().split()[-1].startswith(("MONITOR-", "CMC-"))}
     assert lines["MONITOR-CMM-2011-CONTAMINATION"][:2] == ["28", "2011-08-25"]
     assert lines["CMC-STOCKPILERS"][:2] == ["93", "undated"]
+
+
+def test_the_link_commands_do_not_import_the_main_command_line():
+    # cmc_kg/cli.py adds the link commands to `cmc-kg`; they, in turn, share only cmc_kg/console.py with it.
+    import subprocess
+    import sys
+
+    check = "import sys, cmc_kg.link.cli; assert 'cmc_kg.cli' not in sys.modules, 'import cycle'"
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=60)

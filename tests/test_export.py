@@ -87,7 +87,8 @@ def test_treaty_status_table_in_pandas(store):
 
 def test_organization_and_membership_tables_in_pandas(store):
     organizations = pandas.read_csv(io.BytesIO(export(store, "csv-organizations")))
-    assert list(organizations.columns) == ["organization", "name", "types", "kinds", "countries", "sources"]
+    assert list(organizations.columns) == ["organization", "name", "types", "kinds", "countries", "countryNames",
+                                           "sources"]
     expected = select(store, """SELECT (COUNT(DISTINCT ?o) AS ?n) WHERE { ?o a/rdfs:subClassOf* org:Organization
                                 FILTER (STRSTARTS(STR(?o), STR(id:))) }""").rows[0]["n"]
     assert len(organizations) == int(expected) and organizations.organization.is_unique
@@ -143,3 +144,48 @@ def test_inferred_is_refused_where_it_would_change_nothing(built, tmp_path, fmt)
     result = CliRunner().invoke(main, ["export", "--format", fmt, "--inferred", "-o", str(out),
                                        "--build-dir", str(built[0].build_dir)])
     assert result.exit_code == 2 and "RDF formats only" in result.output and not out.exists()
+
+
+def test_the_organizations_table_names_each_country_beside_its_code(store):
+    organizations = pandas.read_csv(io.BytesIO(export(store, "csv-organizations")), keep_default_na=False)
+    with_country = organizations[organizations.countries != ""]
+    assert len(with_country) > 10
+    assert all(len(codes.split("; ")) == len(names.split("; ")) and names
+               for codes, names in zip(with_country.countries, with_country.countryNames))
+    new_zealand = with_country[with_country.countries == "NZL"]
+    assert set(new_zealand.countryNames) == {"New Zealand"}
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_spreadsheet_tables_are_the_plain_tables_after_a_byte_order_mark(store, table):
+    plain, for_spreadsheets = export(store, f"csv-{table}"), export(store, f"csv-excel-{table}")
+    assert for_spreadsheets == "\ufeff".encode("utf-8") + plain and not plain.startswith(b"\xef\xbb\xbf")
+    assert pandas.read_csv(io.BytesIO(for_spreadsheets)).columns[0] == pandas.read_csv(io.BytesIO(plain)).columns[0]
+
+
+def test_spreadsheet_csv_keeps_accented_names_when_read_as_excel_does(store):
+    # Excel takes a CSV file for UTF-8 only when it starts with a byte-order mark, else for the legacy code page.
+    text = export(store, "csv-excel-treaty-status")
+    as_excel_reads = text.decode("utf-8-sig") if text.startswith(b"\xef\xbb\xbf") else text.decode("cp1252")
+    assert "Côte d'Ivoire" in as_excel_reads and "Türkiye" in as_excel_reads
+    assert "Côte d'Ivoire" not in export(store, "csv-treaty-status").decode("cp1252")  # the garbling it avoids
+
+
+def test_the_endpoint_answers_csv_for_spreadsheets(store):
+    from cmc_kg.engine import evaluate
+    from cmc_kg.settings import ServerConfig
+    from server import create_app
+
+    class InProcessEngine:
+        triples = len(store)
+
+        def run(self, request):
+            return evaluate(store, request)
+
+    client = create_app(ServerConfig(cache_entries=0), engine=InProcessEngine()).test_client()
+    query_text = 'SELECT ?name WHERE { ?c cmc:isoAlpha3 "CIV" ; rdfs:label ?name }'
+    answer = client.get("/sparql", query_string={"query": query_text, "format": "csv-excel"})
+    assert answer.status_code == 200 and answer.mimetype == "text/csv"
+    assert answer.data.decode("utf-8") == "\ufeffname\r\nCôte d'Ivoire\r\n"
+    plain = client.get("/sparql", query_string={"query": query_text}, headers={"Accept": "text/csv"})
+    assert plain.data.decode("utf-8") == "name\r\nCôte d'Ivoire\r\n"

@@ -182,6 +182,18 @@ def test_curation_errors_name_file_and_line(tmp_path, row, message):
         read_curation(curation)
 
 
+def test_curation_errors_give_the_files_own_line_with_comments_and_quoted_line_breaks(tmp_path):
+    curation = tmp_path / "curation.tsv"
+    curation.write_text("# A comment above the header\n"
+                        "entity\tlabel\tqid\tdecision\tmethod\tscore\tsource\tdecided\tnote\n"
+                        "# a comment between rows\n"
+                        'country:NOR\tNorway\tQ20\taccept\tiso-code-match\t\tOWID-CR\t2026-11-23\t"two\nlines"\n'
+                        "# and another\n"
+                        "country:FRA\tFrance\t142\taccept\tiso-code-match\t\tOWID-CR\t2026-11-23\t\n")
+    with pytest.raises(CurationError, match=r"curation\.tsv:7: .*not a Wikidata item ID"):
+        read_curation(curation)
+
+
 def test_unregistered_source_key_is_refused(tmp_path):
     curation = tmp_path / "curation.tsv"
     curation.write_text("entity\tlabel\tqid\tdecision\tmethod\tscore\tsource\tdecided\tnote\n"

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
 import click
 
+from ..console import checkout, progress, run_build
 from ..settings import command_options
 
 __all__ = ["link", "enrich"]
 
-_STARTED = time.perf_counter()
-
-
-def _progress(message: str) -> None:
-    """Progress lines on stderr, with elapsed time."""
-    click.echo(f"[{time.perf_counter() - _STARTED:6.1f}s] {message}", err=True)
-
 
 def _paths(settings, command: str):
-    from ..cli import checkout
-
     paths = checkout(settings.paths(), command)
     return paths, paths.graph_dir / "wikidata-links"
 
@@ -31,9 +22,9 @@ def _paths(settings, command: str):
 def _client(config):
     from .client import WikidataClient, default_user_agent
 
-    client = WikidataClient(config, progress=_progress)
+    client = WikidataClient(config, progress=progress)
     if not config.wikidata_user_agent:
-        _progress(f"User-Agent: {default_user_agent()}")
+        progress(f"User-Agent: {default_user_agent()}")
     return client
 
 
@@ -69,21 +60,19 @@ def link_wikidata(settings, offline, curation, links_file, review, strict):
     review_path = Path(review) if review else paths.build_dir / "wikidata-review.tsv"
     contradicted = False
     if offline:
-        _progress("offline: nothing is fetched; the committed link set is used")
+        progress("offline: nothing is fetched; the committed link set is used")
     else:
         from ..query import open_store
 
         if not paths.dump_file.exists():
-            from ..cli import _run_build
-
-            _run_build(paths, write=True)
+            run_build(paths, write=True)
         entities = local_entities(open_store(paths))
         client = _client(settings)
-        _progress(f"querying {settings.wikidata_endpoint} for {len(entities)} entities")
+        progress(f"querying {settings.wikidata_endpoint} for {len(entities)} entities")
         try:
-            report = find_candidates(client, entities, read_candidates(folder / "candidates.tsv"), _progress)
+            report = find_candidates(client, entities, read_candidates(folder / "candidates.tsv"), progress)
         except EndpointUnreachable as unreachable:
-            _progress(f"{unreachable}: working offline with the committed link set")
+            progress(f"{unreachable}: working offline with the committed link set")
         except EndpointError as failed:
             raise click.ClickException(str(failed)) from None
         else:
@@ -183,9 +172,9 @@ def enrich_wikidata(settings, offline, curation, output):
     except CurationError as bad:
         raise click.ClickException(str(bad)) from None
     client = _client(settings)
-    _progress(f"querying {settings.wikidata_endpoint} for the facts of {len(qids)} linked items")
+    progress(f"querying {settings.wikidata_endpoint} for the facts of {len(qids)} linked items")
     try:
-        facts = fetch_facts(client, qids, _progress)
+        facts = fetch_facts(client, qids, progress)
     except EndpointUnreachable as unreachable:  # nothing was written: a failure, whatever snapshot exists
         raise click.ClickException(f"{unreachable}; nothing written; {snapshot_info(output_path)}") from None
     except EndpointError as failed:

@@ -20,11 +20,12 @@ from pathlib import Path
 from rdflib import Graph, Literal, URIRef
 
 from ..namespaces import CMC, DCTERMS, FOAF, ID, ORG, PREFIXES, PROV, RDF, RDFS, SDO, SKOS, WD, XSD
-from ..tables import _Turtle
+from ..tables import numbered_rows
+from ..terms import TurtleWriter, entity_name
 
 __all__ = ["CurationError", "Decision", "Candidate", "METHODS", "read_curation", "write_curation", "render_links",
            "write_links", "reference_decisions", "read_candidates", "write_candidates", "registered_sources",
-           "expand", "compact", "LINKS_FOLDER", "merge_decisions", "link_record", "slug", "ENTITY_CLASSES"]
+           "expand", "LINKS_FOLDER", "merge_decisions", "link_record", "slug", "ENTITY_CLASSES"]
 
 LINKS_FOLDER = "wikidata-links"
 METHODS = {"iso-code-match": CMC.IsoCodeMatch, "curated": CMC.CuratedDecision,
@@ -94,32 +95,14 @@ def expand(name: str) -> URIRef:
     return URIRef(str(namespace) + local)
 
 
-_ENTITY_PREFIXES = sorted(((p, str(ns)) for p, ns in PREFIXES.items() if str(ns).startswith(str(ID)) and ns != ID),
-                          key=lambda item: -len(item[1]))
-
-
-def compact(iri: str) -> str:
-    """The entity's IRI -> country:FRA."""
-    for prefix, namespace in _ENTITY_PREFIXES:
-        if iri.startswith(namespace):
-            return f"{prefix}:{iri[len(namespace):]}"
-    raise ValueError(f"{iri} is not a cmc-kg entity")
-
-
 def slug(key: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
-
-
-def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        lines = [line for line in handle if not line.startswith("#")]
-    return list(enumerate(csv.DictReader(lines, delimiter="\t"), start=2))
 
 
 def read_curation(path: Path) -> list[Decision]:
     """Read and check the curation file (extra columns, such as those of a pasted review row, are ignored)."""
     decisions, seen = [], {}
-    for line, row in _rows(path):
+    for line, row in numbered_rows(path, "\t", comments=True):
         where = f"{path}:{line}"
         missing = [c for c in COLUMNS if c != "note" and row.get(c) is None]
         if missing:
@@ -176,7 +159,8 @@ def write_curation(path: Path, decisions: list[Decision]) -> None:
 def read_candidates(path: Path) -> list[Candidate]:
     if not path.exists():
         return []
-    return [Candidate(**{c: (row.get(c) or "").strip() for c in CANDIDATE_COLUMNS}) for _, row in _rows(path)]
+    return [Candidate(**{c: (row.get(c) or "").strip() for c in CANDIDATE_COLUMNS})
+            for _, row in numbered_rows(path, "\t", comments=True)]
 
 
 def write_candidates(path: Path, candidates: list[Candidate], header: str) -> None:
@@ -196,7 +180,7 @@ def link_record(entity: URIRef) -> URIRef:
 
 def render_links(decisions: list[Decision], curation_name: str) -> str:
     """The Turtle of the accepted decisions: the skos:exactMatch links and one cmc:WikidataLink record each."""
-    turtle = _Turtle()
+    turtle = TurtleWriter()
     for decision in decisions:
         if not decision.accepted:
             continue
@@ -313,38 +297,36 @@ def reference_decisions(reference_dir: Path, graph_dir: Path, today: str,
         decisions.append(Decision(entity, label, qid, "accept", method, "", " ".join(keys), decided, note))
 
     countries = reference_dir / "countries_iso_wikidata_owid.csv"
-    with open(countries, encoding="utf-8", newline="") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            if row["row_kind"] != "iso3166_1":
-                continue
-            if not QID.match(row["wikidata_qid"]):
-                raise CurationError(f"{countries}:{line}: no Wikidata QID for {row['iso_alpha3']}")
-            name = row["iso_codes_4_15_name"]
-            note = "" if row["wikidata_label"] == name else \
-                f"OWID-CR gives this item the label \u201c{row['wikidata_label']}\u201d."
-            decide(f"country:{row['iso_alpha3']}", name, row["wikidata_qid"], "iso-code-match", ["OWID-CR"], note)
+    for line, row in numbered_rows(countries):
+        if row["row_kind"] != "iso3166_1":
+            continue
+        if not QID.match(row["wikidata_qid"]):
+            raise CurationError(f"{countries}:{line}: no Wikidata QID for {row['iso_alpha3']}")
+        name = row["iso_codes_4_15_name"]
+        note = "" if row["wikidata_label"] == name else \
+            f"OWID-CR gives this item the label \u201c{row['wikidata_label']}\u201d."
+        decide(f"country:{row['iso_alpha3']}", name, row["wikidata_qid"], "iso-code-match", ["OWID-CR"], note)
 
     entities = reference_dir / "entities_wikidata.csv"
     in_graph = _graph_entities(graph_dir)
-    with open(entities, encoding="utf-8", newline="") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            where = f"{entities}:{line}"
-            status, label = row["evidence_status"], row["entity_label"]
-            qid = row["wikidata_qid"] or row["candidate_qid_unresolved_source"]
-            if not qid:
-                continue
-            labels = in_graph.get(row["entity_type"], {})
-            matches = set().union(*(labels.get(v.casefold(), set()) for v in _label_variants(label)))
-            if len(matches) != 1:
-                skipped.append(f"{label} ({qid}): {'no' if not matches else 'more than one'} {row['entity_type']} "
-                               f"with this English label in graph/")
-                continue
-            entity = compact(str(next(iter(matches))))
-            if status == "verified_in_source":
-                decide(entity, label, qid, "curated", _source_keys(row["evidence_source"], sources, where),
-                       row["evidence_detail"])
-            else:
-                candidates.append(Candidate(entity, label, qid, status, row["note"]))
+    for line, row in numbered_rows(entities):
+        where = f"{entities}:{line}"
+        status, label = row["evidence_status"], row["entity_label"]
+        qid = row["wikidata_qid"] or row["candidate_qid_unresolved_source"]
+        if not qid:
+            continue
+        labels = in_graph.get(row["entity_type"], {})
+        matches = set().union(*(labels.get(v.casefold(), set()) for v in _label_variants(label)))
+        if len(matches) != 1:
+            skipped.append(f"{label} ({qid}): {'no' if not matches else 'more than one'} {row['entity_type']} "
+                           f"with this English label in graph/")
+            continue
+        entity = entity_name(str(next(iter(matches))))
+        if status == "verified_in_source":
+            decide(entity, label, qid, "curated", _source_keys(row["evidence_source"], sources, where),
+                   row["evidence_detail"])
+        else:
+            candidates.append(Candidate(entity, label, qid, status, row["note"]))
     return decisions, candidates, skipped
 
 

@@ -18,7 +18,7 @@ from typing import Callable
 from rdflib import Literal, URIRef
 
 from ..namespaces import DCTERMS, GRAPH, P, PQ, PROV, PS, RDFS, WD, WDT, XSD
-from ..tables import _Turtle
+from ..terms import TurtleWriter
 from .client import WikidataClient
 
 __all__ = ["Fact", "FACTS", "ENRICHMENT_FOLDER", "fetch_facts", "render_facts", "snapshot_info"]
@@ -59,9 +59,9 @@ def _iri(term) -> str:
     return URIRef(term).n3()
 
 
-def fetch_facts(client: WikidataClient, qids: list[str], progress: Progress = lambda _: None) -> _Turtle:
+def fetch_facts(client: WikidataClient, qids: list[str], progress: Progress = lambda _: None) -> TurtleWriter:
     """The declared facts of the items, with English labels of the items and of the values that are items."""
-    turtle = _Turtle()
+    turtle = TurtleWriter()
     simple = [f for f in FACTS if not f.qualifiers]
     qualified = [f for f in FACTS if f.qualifiers]
     value_items: set[str] = set()
@@ -110,7 +110,7 @@ def fetch_facts(client: WikidataClient, qids: list[str], progress: Progress = la
     return turtle
 
 
-def render_facts(turtle: _Turtle, endpoint: str, retrieved: datetime | None = None) -> str:
+def render_facts(turtle: TurtleWriter, endpoint: str, retrieved: datetime | None = None) -> str:
     """The snapshot file: the facts, and when and where they were retrieved."""
     retrieved = (retrieved or datetime.now(timezone.utc)).replace(microsecond=0)
     stamp = retrieved.isoformat().replace("+00:00", "Z")

@@ -24,7 +24,8 @@ from rdflib import Literal, URIRef
 from ..namespaces import OWL, WD
 from ..query import select
 from .client import WikidataClient
-from .curation import Candidate, compact
+from ..terms import entity_name
+from .curation import Candidate
 
 __all__ = ["LocalEntity", "ReviewRow", "Contradiction", "LinkReport", "local_entities", "find_candidates",
            "write_review", "score_label_candidate", "label_similarity", "TYPE_KEYWORDS", "REVIEW_COLUMNS"]
@@ -103,7 +104,7 @@ def local_entities(store) -> list[LocalEntity]:
         SELECT ?e (MIN(?l) AS ?label) (MIN(?a3) AS ?iso3) (MIN(?a2) AS ?iso2) WHERE {
           ?e a cmc:Country ; cmc:isoAlpha3 ?a3 ; cmc:isoAlpha2 ?a2 ; rdfs:label ?l FILTER (LANG(?l) = "en") }
         GROUP BY ?e ORDER BY ?iso3""").rows:
-        entities.append(LocalEntity(compact(row["e"]), "country", (row["label"],), row["iso3"], row["iso2"],
+        entities.append(LocalEntity(entity_name(row["e"]), "country", (row["label"],), row["iso3"], row["iso2"],
                                     linked.get(row["e"], "")))
     labels: dict[tuple[str, str], set[str]] = {}
     for row in select(store, """
@@ -115,7 +116,7 @@ def local_entities(store) -> list[LocalEntity]:
         }""").rows:
         labels.setdefault((row["e"], row["kind"]), set()).add(row["label"])
     for (iri, kind), names in sorted(labels.items()):
-        entities.append(LocalEntity(compact(iri), kind, tuple(sorted(names)), linked=linked.get(iri, "")))
+        entities.append(LocalEntity(entity_name(iri), kind, tuple(sorted(names)), linked=linked.get(iri, "")))
     return entities
 
 

@@ -9,7 +9,8 @@
   const editor = $("query"), runButton = $("run"), form = $("form");
   const results = $("results"), errorBox = $("error"), statusLine = $("status"), notice = $("notice");
   const links = {
-    permalink: $("permalink"), csv: $("download-csv"), json: $("download-json"), turtle: $("download-turtle"),
+    permalink: $("permalink"), csv: $("download-csv"), csvExcel: $("download-csv-excel"), json: $("download-json"),
+    turtle: $("download-turtle"),
   };
   // Longest namespaces first, so that country: wins over id: for a country's IRI.
   const prefixes = Object.entries(settings.prefixes).sort((a, b) => b[1].length - a[1].length);
@@ -132,10 +133,11 @@
     const permalink = `${settings.page}?${new URLSearchParams({ query })}`;
     links.permalink.href = permalink;
     links.csv.href = endpointUrl(query, "csv");
+    links.csvExcel.href = endpointUrl(query, "csv-excel");
     links.json.href = endpointUrl(query, "json");
     links.turtle.href = endpointUrl(query, "turtle");
     if (graph !== undefined) {
-      links.csv.hidden = links.json.hidden = graph;
+      links.csv.hidden = links.csvExcel.hidden = links.json.hidden = graph;
       links.turtle.hidden = !graph;
     }
     return permalink;

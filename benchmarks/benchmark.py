@@ -597,6 +597,18 @@ def _triples(server: Server) -> int:
 
 # ------------------------------------------------------------------------------------------------ reporting
 
+_HEADER = (f"{'query':<24}{'ours q/s':>10}{'oxigraph':>10}{'ratio':>7}  {'ours p50/p99 ms':>17}  "
+           f"{'oxigraph p50/p99':>17}  status")
+
+
+def _row(name: str, x: Measure, y: Measure) -> str:
+    """One query's line: ours (x) beside Oxigraph's (y)."""
+    ratio = x.qps / y.qps if y.qps else float("inf")
+    status = "ok" if x.all_ok and y.all_ok else f"ours {x.statuses} err {x.errors}; ox {y.statuses} err {y.errors}"
+    return (f"{name:<24}{x.qps:>10.0f}{y.qps:>10.0f}{ratio:>7.2f}  {x.percentile(50):>8.1f}/{x.percentile(99):<8.1f}"
+            f"  {y.percentile(50):>8.1f}/{y.percentile(99):<8.1f}  {status}")
+
+
 def report(result: GraphResult, concurrencies: list[int], cache_modes: list[str], say=print) -> dict[str, bool]:
     """Print the tables and the targets of one graph; return {target: met}."""
     met: dict[str, bool] = {}
@@ -606,14 +618,9 @@ def report(result: GraphResult, concurrencies: list[int], cache_modes: list[str]
         for concurrency in concurrencies:
             a, b = result.mix[(ours, concurrency)], result.mix[("oxigraph", concurrency)]
             say(f"\n-- {result.graph} graph, cache {mode}, concurrency {concurrency}")
-            say(f"{'query':<24}{'ours q/s':>10}{'oxigraph':>10}{'ratio':>7}  {'ours p50/p99 ms':>17}  "
-                f"{'oxigraph p50/p99':>17}  status")
+            say(_HEADER)
             for name in names:
-                x, y = a[name], b[name]
-                ratio = x.qps / y.qps if y.qps else float("inf")
-                status = "ok" if x.all_ok and y.all_ok else f"ours {x.statuses} err {x.errors}; ox {y.statuses} err {y.errors}"
-                say(f"{name:<24}{x.qps:>10.0f}{y.qps:>10.0f}{ratio:>7.2f}  {x.percentile(50):>8.1f}/{x.percentile(99):<8.1f}"
-                    f"  {y.percentile(50):>8.1f}/{y.percentile(99):<8.1f}  {status}")
+                say(_row(name, a[name], b[name]))
             g_ours, g_ox = result.geomean_qps(ours, concurrency), result.geomean_qps("oxigraph", concurrency)
             ratio = g_ours / g_ox if g_ox else 0.0
             say(f"{'geometric mean':<24}{g_ours:>10.0f}{g_ox:>10.0f}{ratio:>7.2f}")
@@ -627,12 +634,9 @@ def report(result: GraphResult, concurrencies: list[int], cache_modes: list[str]
         if not ours or not theirs:
             continue
         say(f"\n-- trivial lookups, {result.graph} graph, uncached, concurrency {concurrency}")
-        say(f"{'query':<24}{'ours q/s':>10}{'oxigraph':>10}{'ratio':>7}  {'ours p50/p99 ms':>17}  {'oxigraph p50/p99':>17}")
+        say(_HEADER)
         for name, x in ours.items():
-            y = theirs[name]
-            say(f"{name:<24}{x.qps:>10.0f}{y.qps:>10.0f}{x.qps / y.qps if y.qps else float('inf'):>7.2f}  "
-                f"{x.percentile(50):>8.1f}/{x.percentile(99):<8.1f}  {y.percentile(50):>8.1f}/{y.percentile(99):<8.1f}"
-                f"  {'ok' if x.all_ok and y.all_ok else f'ours {x.statuses} ox {y.statuses}'}")
+            say(_row(name, x, theirs[name]))
     for mode, memory in result.memory.items():
         workers = [mb for name, mb in memory.items() if name.startswith("worker") and name.endswith("RSS")]
         say(f"\n-- memory, {result.graph} graph ({result.triples:,} triples), cache {mode}: "

@@ -6,6 +6,7 @@ request that nginx could still send elsewhere."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import shutil
@@ -167,8 +168,7 @@ def test_answers_are_cached_and_a_new_build_is_not_served_stale(recipe):
 
 
 def _health(url: str) -> str:
-    import json
-
+    """The build a replica serves."""
     return json.loads(_request(url, "GET", "/health")[2])["build"]
 
 

@@ -2,7 +2,7 @@
 
 Both create .venv/ and install the project into it first, at the versions of constraints.txt (skipped when
 neither pyproject.toml nor constraints.txt has changed);
-`test` also installs the Debian packages the tests drive (Chromium, roqet, Java) when they are missing.
+`test` also installs the Debian packages the tests drive (Chromium, roqet, Java, strace, nginx) when they are missing.
 """
 
 import hashlib
@@ -40,8 +40,10 @@ def setup() -> None:
 
 # Programs the tests drive besides Python packages (Debian package -> program it provides): a headless
 # browser for the query page, a SPARQL client not written in Python, Java for the HermiT reasoner, and strace
-# to show that hostile queries make the server open no file and no connection (tests/test_hostile.py).
-TEST_PROGRAMS = {"chromium": "chromium", "rasqal-utils": "roqet", "default-jre-headless": "java", "strace": "strace"}
+# to show that hostile queries make the server open no file and no connection (tests/test_hostile.py), and nginx
+# in front of several servers (tests/test_replicas.py).
+TEST_PROGRAMS = {"chromium": "chromium", "rasqal-utils": "roqet", "default-jre-headless": "java", "strace": "strace",
+                 "nginx-light": "nginx"}
 
 
 def setup_test_programs() -> None:

@@ -2,23 +2,27 @@
 
 Starts the project's server and an Oxigraph server (the `oxigraph` program of PyPI's oxigraph) over the
 same N-Quads dump, sends both the same fixed mix of queries (benchmarks/queries/*.rq) over HTTP with
-keep-alive connections at each concurrency, and prints queries/s and p50/p99 latency per query, the
-ratio, and the geometric means against the targets. Then the example queries (queries/*.rq) at
-concurrency 1 against the project's server, for their p99. Both on the real build and on a generated,
-CMC-shaped graph of about 100,000 triples; uncached (`--cache-entries 0`) and cached (the same queries
-repeated, answered from the cache that the build's checksum validates).
+keep-alive connections at each concurrency (with wrk when it is installed, else a Python client), and prints
+queries/s and p50/p99 latency per query, the ratio, and the geometric means against the targets; then the
+same for two trivial lookups (ASK and DESCRIBE of one country, uncached), the memory of our server and of
+each query worker, and the example queries (queries/*.rq) at concurrency 1 against the project's server, for
+their p99. Both on the real build and on a generated, CMC-shaped graph of about `--triples` triples
+(100,000 by default); uncached (`--cache-entries 0`) and cached (the same queries repeated, answered from
+the cache that the build's checksum validates).
 
 Everything listens on 127.0.0.1; every loop is bounded in time; both servers are stopped at the end,
 also on errors and Ctrl-C.
 
     .venv/bin/python benchmarks/benchmark.py --duration 3
     .venv/bin/python benchmarks/benchmark.py --graph real --cache off --concurrency 1,8,16
+    .venv/bin/python benchmarks/benchmark.py --graph generated --triples 1000000 --cache off --no-examples
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import math
 import os
@@ -47,6 +51,9 @@ if str(REPO_ROOT) not in sys.path:
 from cmc_kg.namespaces import GRAPH, ID, INFERRED_GRAPH, ONTOLOGY_GRAPH, PREFIXES, SOURCES_GRAPH  # noqa: E402
 from cmc_kg.query import example_queries  # noqa: E402
 from cmc_kg.settings import Paths  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from soak import process_tree, status_kb  # noqa: E402
 
 MIX_DIR = Path(__file__).resolve().parent / "queries"
 HOST = "127.0.0.1"
@@ -93,6 +100,13 @@ def load_queries(folder: Path, add_prefixes: bool = True) -> list[BenchQuery]:
 
 def mix_queries() -> list[BenchQuery]:
     return load_queries(MIX_DIR)
+
+
+def trivial_queries() -> list[BenchQuery]:
+    """One entity asked about (ASK) and described (DESCRIBE): the cheapest useful requests, where the cost is the
+    server's own path rather than the engine's evaluation."""
+    return [BenchQuery("ask-entity", "ASK about one country", with_prefixes("ASK { country:FRA ?p ?o }"), False),
+            BenchQuery("describe-entity", "DESCRIBE one country", with_prefixes("DESCRIBE country:FRA"), True)]
 
 
 def example_mix() -> list[BenchQuery]:
@@ -190,7 +204,7 @@ def generate_graph(build_dir: Path, target_triples: int = 100_000, seed: int = 2
         add(coalition, label, text(name), source_graphs[2])
     roles = ["MemberRole", "FoundingMemberRole", "SteeringCommitteeMemberRole", "AmbassadorRole"]
     organizations = []
-    for n in range(1500):
+    for n in range(max(1500, target_triples * 15 // 1000)):
         words = rng.sample(_WORDS, 3)
         slug = f"{'-'.join(words)}-{n}"
         organization = iri("org", slug)
@@ -209,7 +223,8 @@ def generate_graph(build_dir: Path, target_triples: int = 100_000, seed: int = 2
             add(membership, label, text(f"{slug}: {role}"), graph)
 
     # Treaties and their treaty actions, dated, with a second source restating (and sometimes contradicting) some.
-    treaties = ["ccm", "mbt", "ccw"] + [f"treaty-{n:02d}" for n in range(3, 26)]
+    # As many treaties as the target needs (about 3,700 quads each): 23 for 100,000, 229 for 1,000,000.
+    treaties = itertools.chain(["ccm", "mbt", "ccw"], (f"treaty-{n:02d}" for n in itertools.count(3)))
     day0 = date(1980, 1, 1)
     for slug in treaties:
         treaty = iri("treaty", slug)
@@ -373,8 +388,9 @@ class Measure:
     requests: int = 0
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
-    statuses: dict[int, int] = field(default_factory=dict)
+    statuses: dict[int, int] = field(default_factory=dict)   # wrk counts only 0 (not 2xx or 3xx) and 200 (the rest)
     errors: int = 0
+    reported: dict[float, float] = field(default_factory=dict)   # percentile -> ms, as wrk prints them
 
     @property
     def qps(self) -> float:
@@ -383,7 +399,7 @@ class Measure:
     def percentile(self, p: float) -> float:
         """Latency percentile in milliseconds (nearest rank)."""
         if not self.latencies:
-            return float("nan")
+            return self.reported.get(p, float("nan"))
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))] * 1000
 
@@ -397,7 +413,44 @@ def _target(server: Server, query: BenchQuery) -> tuple[str, dict]:
             {"Accept": GRAPH_ACCEPT if query.graph_form else SELECT_ACCEPT, "Connection": "keep-alive"})
 
 
+WRK = shutil.which("wrk")
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
 def hammer(server: Server, query: BenchQuery, duration: float, concurrency: int, timeout: float = 30) -> Measure:
+    """Send the query over ``concurrency`` keep-alive connections, back to back, for ``duration`` seconds: with wrk
+    when it is installed and the duration is whole seconds (wrk counts no less), else with the Python client."""
+    if WRK and duration >= 1:
+        return hammer_wrk(server, query, duration, concurrency, timeout)
+    return hammer_python(server, query, duration, concurrency, timeout)
+
+
+def hammer_wrk(server: Server, query: BenchQuery, duration: float, concurrency: int, timeout: float = 30) -> Measure:
+    """The same load from wrk (C, event loop): one thread per core, ``concurrency`` connections."""
+    target, headers = _target(server, query)
+    seconds = max(1, round(duration))
+    threads = max(1, min(concurrency, os.cpu_count() or 1))
+    out = subprocess.run([WRK, "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s", "--latency",
+                          "--timeout", f"{timeout:g}s", "-H", f"Accept: {headers['Accept']}",
+                          f"http://{HOST}:{server.port}{target}"],
+                         capture_output=True, text=True, timeout=seconds + timeout + 30)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed: {out.stderr or out.stdout}")
+    text = out.stdout
+    requests, took, unit = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", text).groups()
+    measure = Measure(requests=int(requests), seconds=float(took) * _WRK_UNITS[unit] / 1000)
+    for percent, value, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.MULTILINE):
+        measure.reported[float(percent)] = float(value) * _WRK_UNITS[unit]
+    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    bad = int(failed.group(1)) if failed else 0
+    measure.statuses = {k: v for k, v in ((200, measure.requests - bad), (0, bad)) if v}
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    measure.errors = sum(int(n) for n in errors.groups()) if errors else 0
+    return measure
+
+
+def hammer_python(server: Server, query: BenchQuery, duration: float, concurrency: int,
+                  timeout: float = 30) -> Measure:
     """Send the query over ``concurrency`` keep-alive connections, back to back, for ``duration`` seconds."""
     target, headers = _target(server, query)
     measure, lock = Measure(), threading.Lock()
@@ -460,15 +513,18 @@ def geomean(values: list[float]) -> float:
 
 @dataclass
 class GraphResult:
-    """Measures of one graph: mix[(server, concurrency)][query] and examples[cache][query]."""
+    """Measures of one graph: mix[(server, concurrency)][query], examples[cache][query], trivial lookups like the
+    mix, and the memory of our server's processes once loaded and warmed up."""
 
     graph: str
     triples: int
     mix: dict[tuple[str, int], dict[str, Measure]] = field(default_factory=dict)
     examples: dict[str, dict[str, Measure]] = field(default_factory=dict)
+    trivial: dict[tuple[str, int], dict[str, Measure]] = field(default_factory=dict)   # uncached only
+    memory: dict[str, dict[str, float]] = field(default_factory=dict)   # cache mode -> process -> MiB
 
-    def geomean_qps(self, server: str, concurrency: int) -> float:
-        return geomean([m.qps for m in self.mix[(server, concurrency)].values()])
+    def geomean_qps(self, server: str, concurrency: int, only: set[str] | None = None) -> float:
+        return geomean([m.qps for name, m in self.mix[(server, concurrency)].items() if only is None or name in only])
 
     @property
     def all_ok(self) -> bool:
@@ -491,6 +547,8 @@ def run_graph(graph: str, build_dir: Path, workdir: Path, duration: float, concu
         for concurrency in concurrencies:
             result.mix[("oxigraph", concurrency)] = {q.name: hammer(oxigraph, q, duration, concurrency)
                                                     for q in queries}
+            result.trivial[("oxigraph", concurrency)] = {q.name: hammer(oxigraph, q, duration, concurrency)
+                                                        for q in trivial_queries()}
         oxigraph.stop()
         for mode in cache_modes:
             ours = start_ours(build_dir, cached=(mode == "on"), workdir=workdir)
@@ -499,6 +557,10 @@ def run_graph(graph: str, build_dir: Path, workdir: Path, duration: float, concu
                 for concurrency in concurrencies:
                     result.mix[(f"cmc-kg cache {mode}", concurrency)] = {
                         q.name: hammer(ours, q, duration, concurrency) for q in queries}
+                    if mode == "off":
+                        result.trivial[("cmc-kg cache off", concurrency)] = {
+                            q.name: hammer(ours, q, duration, concurrency) for q in trivial_queries()}
+                result.memory[mode] = process_memory(ours.process.pid)
                 if examples:
                     example_list = example_mix()
                     warm_up(ours, example_list, warmup)
@@ -506,6 +568,22 @@ def run_graph(graph: str, build_dir: Path, workdir: Path, duration: float, concu
             finally:
                 ours.stop()
     return result
+
+
+def process_memory(pid: int) -> dict[str, float]:
+    """RSS and PSS (shared pages split between the processes sharing them) in MiB of the server and each query
+    worker, from /proc."""
+    memory = {}
+    for n, process in enumerate(process_tree(pid)):
+        name = "server" if process == pid else f"worker {n}"
+        memory[f"{name} RSS"] = status_kb(process, "VmRSS") / 1024
+        try:
+            with open(f"/proc/{process}/smaps_rollup") as handle:
+                pss = next(int(line.split()[1]) for line in handle if line.startswith("Pss:"))
+            memory[f"{name} PSS"] = pss / 1024
+        except (OSError, StopIteration):
+            pass
+    return memory
 
 
 def _triples(server: Server) -> int:
@@ -519,6 +597,18 @@ def _triples(server: Server) -> int:
 
 # ------------------------------------------------------------------------------------------------ reporting
 
+_HEADER = (f"{'query':<24}{'ours q/s':>10}{'oxigraph':>10}{'ratio':>7}  {'ours p50/p99 ms':>17}  "
+           f"{'oxigraph p50/p99':>17}  status")
+
+
+def _row(name: str, x: Measure, y: Measure) -> str:
+    """One query's line: ours (x) beside Oxigraph's (y)."""
+    ratio = x.qps / y.qps if y.qps else float("inf")
+    status = "ok" if x.all_ok and y.all_ok else f"ours {x.statuses} err {x.errors}; ox {y.statuses} err {y.errors}"
+    return (f"{name:<24}{x.qps:>10.0f}{y.qps:>10.0f}{ratio:>7.2f}  {x.percentile(50):>8.1f}/{x.percentile(99):<8.1f}"
+            f"  {y.percentile(50):>8.1f}/{y.percentile(99):<8.1f}  {status}")
+
+
 def report(result: GraphResult, concurrencies: list[int], cache_modes: list[str], say=print) -> dict[str, bool]:
     """Print the tables and the targets of one graph; return {target: met}."""
     met: dict[str, bool] = {}
@@ -528,22 +618,34 @@ def report(result: GraphResult, concurrencies: list[int], cache_modes: list[str]
         for concurrency in concurrencies:
             a, b = result.mix[(ours, concurrency)], result.mix[("oxigraph", concurrency)]
             say(f"\n-- {result.graph} graph, cache {mode}, concurrency {concurrency}")
-            say(f"{'query':<24}{'ours q/s':>10}{'oxigraph':>10}{'ratio':>7}  {'ours p50/p99 ms':>17}  "
-                f"{'oxigraph p50/p99':>17}  status")
+            say(_HEADER)
             for name in names:
-                x, y = a[name], b[name]
-                ratio = x.qps / y.qps if y.qps else float("inf")
-                status = "ok" if x.all_ok and y.all_ok else f"ours {x.statuses} err {x.errors}; ox {y.statuses} err {y.errors}"
-                say(f"{name:<24}{x.qps:>10.0f}{y.qps:>10.0f}{ratio:>7.2f}  {x.percentile(50):>8.1f}/{x.percentile(99):<8.1f}"
-                    f"  {y.percentile(50):>8.1f}/{y.percentile(99):<8.1f}  {status}")
-            g_ours, g_ox = result.geomean_qps(ours, concurrency), result.geomean_qps("oxigraph", concurrency)
+                say(_row(name, a[name], b[name]))
+            # Over the queries both servers answered within the duration (wrk counts no answer still on its way).
+            both = {name for name in names if a[name].qps > 0 and b[name].qps > 0}
+            g_ours, g_ox = result.geomean_qps(ours, concurrency, both), result.geomean_qps("oxigraph", concurrency, both)
             ratio = g_ours / g_ox if g_ox else 0.0
-            say(f"{'geometric mean':<24}{g_ours:>10.0f}{g_ox:>10.0f}{ratio:>7.2f}")
+            say(f"{'geometric mean':<24}{g_ours:>10.0f}{g_ox:>10.0f}{ratio:>7.2f}"
+                + (f"  without {', '.join(sorted(set(names) - both))}: no answer within the duration"
+                   if both != set(names) else ""))
             if concurrency == 8:
                 goal = TARGET_UNCACHED_RATIO if mode == "off" else TARGET_CACHED_RATIO
                 key = f"{result.graph}: {'uncached' if mode == 'off' else 'cached (repeated)'} c=8 >= {goal}x Oxigraph"
                 met[key] = ratio >= goal
                 say(f"target {key}: {'MET' if met[key] else 'MISSED'} ({ratio:.2f}x)")
+    for concurrency in concurrencies:
+        ours, theirs = result.trivial.get(("cmc-kg cache off", concurrency)), result.trivial.get(("oxigraph", concurrency))
+        if not ours or not theirs:
+            continue
+        say(f"\n-- trivial lookups, {result.graph} graph, uncached, concurrency {concurrency}")
+        say(_HEADER)
+        for name, x in ours.items():
+            say(_row(name, x, theirs[name]))
+    for mode, memory in result.memory.items():
+        workers = [mb for name, mb in memory.items() if name.startswith("worker") and name.endswith("RSS")]
+        say(f"\n-- memory, {result.graph} graph ({result.triples:,} triples), cache {mode}: "
+            + ", ".join(f"{name} {mb:.0f}" for name, mb in memory.items()) + " MiB"
+            + (f"; per worker RSS {sum(workers) / len(workers):.0f} MiB on average" if workers else ""))
     for mode, table in result.examples.items():
         say(f"\n-- example queries (queries/*.rq), {result.graph} graph, cache {mode}, concurrency 1")
         say(f"{'query':<40}{'q/s':>8}{'p50 ms':>9}{'p99 ms':>9}  status")
@@ -591,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     cache_modes = ["off", "on"] if args.cache == "both" else [args.cache]
     graphs = ["real", "generated"] if args.graph == "both" else [args.graph]
     print(f"cmc-kg benchmark: {os.cpu_count()} CPUs, {args.duration:g} s per query, concurrency {concurrencies}, "
-          f"cache {cache_modes}, Oxigraph default graph {args.oxigraph_default}, Python client with keep-alive connections, all on {HOST}")
+          f"cache {cache_modes}, Oxigraph default graph {args.oxigraph_default}, {'wrk (whole seconds)' if WRK else 'Python client'} with keep-alive connections, all on {HOST}")
     met: dict[str, bool] = {}
     with tempfile.TemporaryDirectory(prefix="cmc-kg-bench-") as scratch:
         workdir = Path(scratch)

@@ -14,8 +14,8 @@ import pytest
 
 from cmc_kg import engine as engine_module
 from cmc_kg.engine import Engine, QueryRequest, WorkerProtocolError
-from cmc_kg.settings import ServerConfig
-from server import create_app
+from cmc_kg.settings import Settings
+from cmc_kg.server import create_app
 
 from conftest import start_server, stop_server
 
@@ -71,7 +71,7 @@ def test_a_worker_that_sends_pickle_or_garbage_gets_a_clean_500_and_runs_nothing
             time.sleep(0.1)
         assert engine.worker_pids() not in ([], first), "the worker that sent it was not replaced"
 
-        client = create_app(ServerConfig(cache_entries=0), engine=engine).test_client()
+        client = create_app(Settings(cache_entries=0), engine=engine).test_client()
         response = client.get("/sparql", query_string={"query": "ASK {}"})
         assert response.status_code == 500
         assert not marker.exists()
@@ -104,7 +104,7 @@ def test_where_the_network_filter_cannot_be_installed_the_server_says_so(built, 
         assert engine.network_filter.startswith("unavailable: ") and "riscv64" in engine.network_filter
         assert "cannot deny themselves network sockets" in capfd.readouterr().err
         assert engine.run(QueryRequest("ASK { ?s ?p ?o }")).body  # it still answers
-        health = create_app(ServerConfig(cache_entries=0), engine=engine).test_client().get("/health").get_json()
+        health = create_app(Settings(cache_entries=0), engine=engine).test_client().get("/health").get_json()
         assert health["network_filter"] == engine.network_filter
     finally:
         engine.close()

@@ -13,7 +13,7 @@ from cmc_kg.build import BuildError, _asserted_union, _is_trivial, _reason, buil
 from cmc_kg.namespaces import (CMC, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY_GRAPH, OWL, PREFIXES, PROV, RDF, RDFS,
                                SOURCES_GRAPH, XSD)
 from cmc_kg.query import merge_default_graph, select
-from cmc_kg.settings import Settings
+from cmc_kg.settings import Paths
 
 
 def test_build_writes_dump_and_report(built):
@@ -105,7 +105,7 @@ def _closure_of_everything(dataset) -> set:
 
 
 def test_reasoning_gives_the_same_inferred_triples_as_the_closure_of_everything():
-    dataset = load_sources(Settings())
+    dataset = load_sources(Paths())
     slow = _closure_of_everything(dataset)
     assert len(slow) > 5_000
     assert set(_reason(dataset)) == slow
@@ -135,5 +135,5 @@ def test_an_entity_described_outside_the_source_graphs_is_found():
     store.add(ox.Quad(sourced, label, ox.Literal("sourced"), derived))
     store.add(ox.Quad(sourced, label, ox.Literal("also here"), loose))
     store.add(ox.Quad(unsourced, label, ox.Literal("unsourced"), loose))
-    failures = run_checks(merge_default_graph(store), Settings().checks_dir)
+    failures = run_checks(merge_default_graph(store), Paths().checks_dir)
     assert failures["entity-without-source-violation.rq"] == [{"entity": unsourced.value}]

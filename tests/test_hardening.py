@@ -21,6 +21,8 @@ from test_hostile import Listener, query
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import soak  # noqa: E402  (process-tree helpers)
 
+pytestmark = pytest.mark.system
+
 CHEAP = "ASK { ?s ?p ?o }"
 COSTLY = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i }"
 
@@ -150,12 +152,13 @@ def test_quick_queries_are_answered_while_costly_ones_hold_every_worker(built):
     try:
         threads = [threading.Thread(target=_quietly, args=(query, live.url, COSTLY.replace("?i", f"?i{n}")))
                    for n in range(3)]
+        costly_stopped = time.monotonic() + 6  # no worker frees before the costly queries' time limit
         for thread in threads:
             thread.start()
         time.sleep(1.5)
         answers = [query(live.url, f"ASK {{ ?s ?p {n} }}") for n in range(5)]
         assert [status for status, *_ in answers] == [200] * 5
-        assert max(seconds for *_, seconds in answers) < 3, [seconds for *_, seconds in answers]
+        assert time.monotonic() < costly_stopped, [seconds for *_, seconds in answers]
         for thread in threads:
             thread.join(timeout=30)
     finally:

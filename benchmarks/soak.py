@@ -222,7 +222,7 @@ def start_server(build_dir: Path, *flags: str) -> tuple[subprocess.Popen, str]:
             return process, url
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(f"cmc-kg serve exited with status {process.returncode}")
+                raise RuntimeError(f"cmc-kg serve exited with status {process.returncode}") from None
             time.sleep(0.2)
     stop_server(process)
     raise RuntimeError("cmc-kg serve did not answer /health within 60 s")

@@ -294,7 +294,7 @@ def _rdfxml_element_name(iri: str) -> tuple[str, str]:
     """(namespace, local name) as Oxigraph splits a predicate IRI: the local name starts at the first name-start
     character after the last character that is not a name character; empty when there is none."""
     cut = None
-    for cut in _NOT_NAME_CHAR.finditer(iri):
+    for cut in _NOT_NAME_CHAR.finditer(iri):  # noqa: B007 (the last match is wanted)
         pass
     if cut is None:
         return iri, ""

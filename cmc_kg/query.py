@@ -120,7 +120,10 @@ def format_rows(result, fmt: str) -> str:
         return write_solutions(names, list(result), RESULT_FORMATS[fmt]).decode("utf-8")
     table = [[_plain(s[n]) or "" for n in names] for s in result]
     widths = [max([len(n)] + [len(r[i]) for r in table]) for i, n in enumerate(names)]
-    line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    def line(cells):
+        return " | ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
     out = [line(names), "-+-".join("-" * w for w in widths)] + [line(r) for r in table]
     return "\n".join(out) + f"\n({len(table)} row{'s' if len(table) != 1 else ''})\n"
 

@@ -151,7 +151,7 @@ def start_server(build_dir: Path, *flags: str, env: dict | None = None) -> LiveS
             return LiveServer(url, process)
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(process.stdout.read())
+                raise RuntimeError(process.stdout.read()) from None
             time.sleep(0.2)
     process.kill()
     raise RuntimeError("cmc-kg serve did not answer /health within 60 s")

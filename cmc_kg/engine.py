@@ -137,7 +137,8 @@ def _answer(store: ox.Store, request: QueryRequest, declares_dataset: bool, star
         ("results", request.results_format)
     if name is None:
         raise NotAcceptable(kind)
-    rows, truncated, size = [], False, 0
+    rows: list = []
+    truncated, size = False, 0
     for item in result:
         if len(rows) == request.max_rows:
             truncated = True
@@ -252,6 +253,7 @@ def _answer_requests(store, policy: QueryPolicy, graphs: frozenset[str], request
             request = requests.recv()
         except EOFError:
             return
+        reply: tuple[str, Answer | str]
         try:
             reply = ("ok", evaluate(store, request, policy, graphs))
         except QueryRefused as error:
@@ -313,6 +315,7 @@ class _Worker:
                                "worker_memory)") from None
 
     def _pass_stderr(self) -> None:
+        assert self.process.stderr is not None  # started with stderr=PIPE
         for line in iter(self.process.stderr.readline, b""):
             text = line.decode("utf-8", "replace")
             self.stderr_tail = (self.stderr_tail + [text])[-20:]
@@ -427,7 +430,7 @@ class Engine:
             done.set()
 
     def _start_worker(self, lane: bool = False) -> _Worker:
-        done, outcome = threading.Event(), []
+        done, outcome = threading.Event(), []  # type: threading.Event, list
         self._spawns.put((done, outcome))
         while not done.wait(1.0):
             if self._closed:

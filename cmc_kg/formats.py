@@ -337,7 +337,7 @@ def write_triples(triples: list, fmt: Format, prefixes: dict[str, str] | None = 
         iris |= {t.object.datatype.value for t in triples if isinstance(t.object, ox.Literal)}
         used = {p: ns for p, ns in prefixes.items() if any(iri.startswith(ns) for iri in iris)}
     try:
-        data = ox.serialize(triples, format=fmt.rdf_format, prefixes=used)
+        data: bytes = ox.serialize(triples, format=fmt.rdf_format, prefixes=used)  # type: ignore[assignment]  # no output: bytes
     except (OSError, ValueError) as refused:  # Oxigraph's writers refuse with io errors (InvalidInput)
         raise _refuse(fmt, str(refused)) from None
     if fmt.name == "rdfxml":

@@ -31,7 +31,7 @@ class Rows:
     variables: list[str]
     rows: list[dict[str, str]]
 
-    def column(self, name: str) -> list[str]:
+    def column(self, name: str) -> list[str | None]:
         return [row.get(name) for row in self.rows]
 
 
@@ -61,7 +61,7 @@ def open_store(settings: Settings = Settings()) -> ox.Store:
 
 def default_graph_size(store: ox.Store) -> int:
     """Triples in the merged default graph."""
-    return int(next(iter(store.query("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")))["n"].value)
+    return int(next(iter(store.query("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")))["n"].value)  # type: ignore[arg-type]
 
 
 def dataset_options(store: ox.Store, text: str, asserted_only: bool = False,
@@ -106,7 +106,7 @@ def select(store: ox.Store, text: str, asserted_only: bool = False) -> Rows:
     if not isinstance(solutions, ox.QuerySolutions):
         raise QueryError("not a SELECT query")
     names = [v.value for v in solutions.variables]
-    return Rows(names, [{n: _plain(s[n]) for n in names if s[n] is not None} for s in solutions])
+    return Rows(names, [{n: _plain(s[n]) for n in names if s[n] is not None} for s in solutions])  # type: ignore[misc]
 
 
 def format_rows(result, fmt: str) -> str:

@@ -205,7 +205,7 @@ def _load_layers(cls, config_file: Path | None, environ: dict[str, str] | None, 
         parse = known[name].metadata["parse"]
         try:
             values[name] = parse(value) if isinstance(value, str) else (
-                tuple(value) if isinstance(value, list) else type(known[name].default)(value))
+                tuple(value) if isinstance(value, list) else type(known[name].default)(value))  # type: ignore[misc]
         except (TypeError, ValueError):
             raise ValueError(f"setting {name!r} in {origin}: {value!r} is not a valid "
                              f"{type(known[name].default).__name__}") from None

@@ -53,7 +53,8 @@ def rdf_response(graph: Graph, status: int = 200) -> Response:
     data = graph.serialize(format="nt", encoding="utf-8")
     triples = [q.triple for q in ox.parse(data, format=ox.RdfFormat.N_TRIPLES)]
     prefixes = {p: str(ns) for p, ns in graph.namespaces()}
-    response = Response(write_triples(triples, fmt, prefixes), status, mimetype=fmt.media_type)
+    response = Response(write_triples(triples, fmt, prefixes), status,  # type: ignore[arg-type]
+                        mimetype=fmt.media_type)  # type: ignore[union-attr]  # no extra types offered: a Format
     response.vary.add("Accept")
     return response
 
@@ -216,7 +217,7 @@ def service_description() -> Response:
         graph.add((endpoint, SD.feature, SD.BasicFederatedQuery))
     for fmt in (ox.QueryResultsFormat.JSON, ox.QueryResultsFormat.XML, ox.QueryResultsFormat.CSV,
                 ox.QueryResultsFormat.TSV, *[f.rdf_format for f in RDF_FORMATS.values()]):
-        graph.add((endpoint, SD.resultFormat, URIRef(fmt.iri)))
+        graph.add((endpoint, SD.resultFormat, URIRef(fmt.iri)))  # type: ignore[union-attr]
     dataset = BNode("dataset")
     graph.add((endpoint, SD.defaultDataset, dataset))
     graph.add((dataset, RDF.type, SD.Dataset))

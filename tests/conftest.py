@@ -25,6 +25,8 @@ from cmc_kg.settings import REPO_ROOT, Settings
 
 
 def pytest_collection_modifyitems(items):
+    """A test that uses Chromium is a browser test; browser and system tests are slow, so `-m "not slow"` leaves
+    them out without each saying so twice."""
     for item in items:
         if "browser" in item.fixturenames and not item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.browser)
@@ -90,6 +92,7 @@ IN_PROCESS: dict[str, InProcessServer] = {}
 
 
 def in_process_server(store, url: str = "http://in-process.test", **settings) -> InProcessServer:
+    """The app over ``store`` with these server settings, its requests answered in this process by `exchange`."""
     from cmc_kg.engine import QueryPolicy
     from cmc_kg.settings import ServerConfig
     from server import create_app

@@ -20,7 +20,7 @@ from cmc_kg.formats import (RDF_FORMATS, RESULT_FORMATS, NotAcceptable, NotRepre
                             write_solutions, write_triples)
 from cmc_kg.query import PREFIX_MAP
 
-from conftest import InProcessEngine
+from conftest import in_process_server
 from test_sparql_protocol import call
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
@@ -400,13 +400,11 @@ def test_void_as_rdfxml_and_a_refusal_asked_by_the_format_parameter(app_server):
 
 def test_a_refusal_raised_in_the_server_process_is_406_on_sparql_and_on_pages():
     from cmc_kg.namespaces import GRAPH, ID
-    from cmc_kg.settings import ServerConfig
-    from server import create_app
 
     store = ox.Store()
     for graph in (ox.NamedNode(str(GRAPH) + "g"), ox.DefaultGraph()):  # load_store merges into the default graph
         store.add(ox.Quad(ox.NamedNode(str(ID) + "x"), ox.NamedNode("http://example.org/p/"), ox.Literal("o"), graph))
-    client = create_app(ServerConfig(cache_entries=0), engine=InProcessEngine(store)).test_client()
+    client = in_process_server(store, "http://one-triple.test", cache_entries=0).client
     answer = client.get("/sparql", query_string={"query": TRIPLE_SELECT}, headers={"Accept": "text/csv"})
     assert answer.status_code == 406 and b"triple term" in answer.data
     answer = client.get("/id/x", headers={"Accept": "application/rdf+xml"})

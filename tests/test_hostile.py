@@ -111,11 +111,18 @@ def hostile(built):
     stop_server(live)
 
 
-def _wait_for_workers(pid: int, count: int = 2, seconds: float = 15.0) -> None:
+def _wait_for_workers(pid: int, count: int = 2, seconds: float = 60.0) -> None:
+    """Until the server has ``count`` workers and all are idle: a worker that replaces a stopped one loads the
+    graph first (seconds, on a busy machine), and a cheap query sent meanwhile would wait for it."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and len(soak.worker_pids(pid)) < count:
         time.sleep(0.1)
-    time.sleep(0.3)
+    used = -1.0
+    while time.monotonic() < deadline:
+        before, used = used, sum(soak.cpu_seconds(worker) for worker in soak.worker_pids(pid))
+        if used - before < 0.05:
+            return
+        time.sleep(1.0)
 
 
 # ------------------------------------------------------------------------ random and mutated requests

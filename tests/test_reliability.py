@@ -61,7 +61,6 @@ def test_short_soak_loses_nothing_and_memory_stays_flat(loaded):
     print(f"\nsoak 5 s at 16: {json.dumps(report)}")
     assert report["requests"] > 100 and report["failed"] == 0, report["failures"]
     assert report["memory_flat"], (report["memory_first_mb"], report["memory_last_mb"])
-    assert report["latency_ms"]["p99"] < 2000
 
 
 def test_worker_killed_under_load_recovers_by_itself(loaded):

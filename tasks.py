@@ -2,7 +2,9 @@
 
 Both create .venv/ and install the project into it first, at the versions of constraints.txt (skipped when
 neither pyproject.toml nor constraints.txt has changed);
-`test` also installs the Debian packages the tests drive (Chromium, roqet, Java, strace, nginx) when they are missing.
+`test` also installs the Debian packages the tests drive (Chromium, roqet, Java, strace, nginx) when they are
+missing, and runs `lint` (ruff and mypy, configured in pyproject.toml) before pytest; options after `test` go
+to pytest (`python3 tasks.py test -m "not slow"`: the fast subset).
 """
 
 import hashlib
@@ -54,9 +56,18 @@ def setup_test_programs() -> None:
         sys.exit(f"the tests need the Debian packages {', '.join(missing)}: install them (as root: "
                  f"apt-get install {' '.join(missing)}) and run again")
     print(f"installing {', '.join(missing)} with apt-get", file=sys.stderr)
-    quiet = {"stdout": subprocess.DEVNULL, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, **quiet)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, **quiet)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, stdout=subprocess.DEVNULL, env=env)
+
+
+def lint() -> int:
+    """ruff, then mypy, as configured in pyproject.toml; the first that finds something ends the run."""
+    for command in (["ruff", "check", "."], ["mypy"]):
+        code = subprocess.run([str(BIN / command[0]), *command[1:]], cwd=ROOT).returncode
+        if code != 0:
+            return code
+    return 0
 
 
 def run_forwarding_signals(command: list[str]) -> int:
@@ -75,7 +86,7 @@ def run_forwarding_signals(command: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("serve", "test", "setup"):
+    if not argv or argv[0] not in ("serve", "test", "lint", "setup"):
         print(__doc__, file=sys.stderr)
         return 2
     setup()
@@ -85,9 +96,11 @@ def main(argv: list[str]) -> int:
         if build.returncode != 0 and not (ROOT / "build" / "cmc-kg.nq").exists():
             return build.returncode
         return run_forwarding_signals([str(BIN / "cmc-kg"), "serve", *rest])
+    if command == "lint":
+        return lint()
     if command == "test":
         setup_test_programs()
-        return subprocess.run([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT).returncode
+        return lint() or subprocess.run([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT).returncode
     return 0
 
 

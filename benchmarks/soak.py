@@ -80,6 +80,16 @@ def tree_rss_mb(pid: int) -> float:
     return sum(status_kb(p, "VmRSS") for p in process_tree(pid)) / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used; 0 for a process that is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return 0.0
+
+
 def worker_pids(pid: int) -> list[int]:
     return [p for p in process_tree(pid) if p != pid]
 
@@ -222,7 +232,7 @@ def start_server(build_dir: Path, *flags: str) -> tuple[subprocess.Popen, str]:
             return process, url
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(f"cmc-kg serve exited with status {process.returncode}")
+                raise RuntimeError(f"cmc-kg serve exited with status {process.returncode}") from None
             time.sleep(0.2)
     stop_server(process)
     raise RuntimeError("cmc-kg serve did not answer /health within 60 s")

@@ -148,7 +148,8 @@ def _answer(store: ox.Store, request: QueryRequest, declares_dataset: bool, star
         ("results", request.results_format)
     if name is None:
         raise NotAcceptable(kind)
-    rows, truncated, size = [], False, 0
+    rows: list = []
+    truncated, size = False, 0
     for item in result:
         if len(rows) == request.max_rows:
             truncated = True
@@ -362,6 +363,7 @@ def _answer_requests(store, policy: QueryPolicy, graphs: frozenset[str], request
             request = _request_from_json(requests.recv_bytes())
         except EOFError:
             return
+        reply: tuple[str, Answer | str]
         try:
             _send_reply(replies, _answer_frame(evaluate(store, request, policy, graphs)))
             continue
@@ -445,6 +447,7 @@ class _Worker:
                                "worker_memory)") from None
 
     def _pass_stderr(self) -> None:
+        assert self.process.stderr is not None  # started with stderr=PIPE
         for line in iter(self.process.stderr.readline, b""):
             text = line.decode("utf-8", "replace")
             self.stderr_tail = (self.stderr_tail + [text])[-20:]
@@ -568,7 +571,7 @@ class Engine:
             done.set()
 
     def _start_worker(self, lane: bool = False) -> _Worker:
-        done, outcome = threading.Event(), []
+        done, outcome = threading.Event(), []  # type: threading.Event, list
         self._spawns.put((done, outcome))
         while not done.wait(1.0):
             if self._closed:

@@ -47,14 +47,16 @@ def export_rdf(store: ox.Store, format_name: str, inferred: bool = False) -> byt
     fmt = RDF_FORMATS[format_name]
     quads = sorted(_quads(store, inferred), key=str)
     if format_name in DATASET_FORMATS:
-        return ox.serialize(quads, format=fmt.rdf_format, prefixes=PREFIX_MAP if format_name == "trig" else None)
+        return ox.serialize(quads, format=fmt.rdf_format,  # type: ignore[return-value]  # no output: bytes
+                            prefixes=PREFIX_MAP if format_name == "trig" else None)
     triples = sorted({q.triple for q in quads}, key=str)
     if format_name == "jsonld":
         graph = bind_prefixes(Graph())
         graph.parse(data=ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES), format="nt")
         return graph.serialize(format="json-ld", context=JSONLD_CONTEXT["@context"], auto_compact=True,
                                indent=1).encode("utf-8")
-    return ox.serialize(triples, format=fmt.rdf_format, prefixes=PREFIX_MAP if format_name == "turtle" else None)
+    return ox.serialize(triples, format=fmt.rdf_format,  # type: ignore[return-value]  # no output: bytes
+                        prefixes=PREFIX_MAP if format_name == "turtle" else None)
 
 
 @dataclass(frozen=True)

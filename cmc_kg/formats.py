@@ -323,7 +323,7 @@ def _rdfxml_element_name(iri: str) -> tuple[str, str]:
     """(namespace, local name) as Oxigraph splits a predicate IRI: the local name starts at the first name-start
     character after the last character that is not a name character; empty when there is none."""
     cut = None
-    for cut in _NOT_NAME_CHAR.finditer(iri):
+    for cut in _NOT_NAME_CHAR.finditer(iri):  # noqa: B007 (the last match is wanted)
         pass
     if cut is None:
         return iri, ""
@@ -366,7 +366,7 @@ def write_triples(triples: list, fmt: Format, prefixes: dict[str, str] | None = 
         iris |= {t.object.datatype.value for t in triples if isinstance(t.object, ox.Literal)}
         used = {p: ns for p, ns in prefixes.items() if any(iri.startswith(ns) for iri in iris)}
     try:
-        data = ox.serialize(triples, format=fmt.rdf_format, prefixes=used)
+        data: bytes = ox.serialize(triples, format=fmt.rdf_format, prefixes=used)  # type: ignore[assignment]  # no output: bytes
     except (OSError, ValueError) as refused:  # Oxigraph's writers refuse with io errors (InvalidInput)
         raise _refuse(fmt, str(refused)) from None
     if fmt.name == "rdfxml":

@@ -41,7 +41,7 @@ class CMC(DefinedNamespace):
 {terms}
 
 
-PREFIXES = {{
+PREFIXES: dict[str, Namespace | type[DefinedNamespace]] = {{
     "cmc": CMC._NS, "owl": OWL, "rdf": RDF, "rdfs": RDFS, "xsd": XSD, "skos": SKOS,
     "dcterms": DCTERMS, "org": ORG, "prov": PROV, "schema": SDO, "foaf": FOAF, "time": TIME,
 {id_prefixes}

@@ -269,7 +269,7 @@ class CMC(DefinedNamespace):
     wikidataItem: URIRef
 
 
-PREFIXES = {
+PREFIXES: dict[str, Namespace | type[DefinedNamespace]] = {
     "cmc": CMC._NS, "owl": OWL, "rdf": RDF, "rdfs": RDFS, "xsd": XSD, "skos": SKOS,
     "dcterms": DCTERMS, "org": ORG, "prov": PROV, "schema": SDO, "foaf": FOAF, "time": TIME,
     "country": Namespace(str(ID) + "country/"),

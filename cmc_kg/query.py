@@ -41,7 +41,7 @@ class Rows:
     variables: list[str]
     rows: list[dict[str, str]]
 
-    def column(self, name: str) -> list[str]:
+    def column(self, name: str) -> list[str | None]:
         return [row.get(name) for row in self.rows]
 
 
@@ -83,7 +83,7 @@ def open_store(paths: Paths = Paths()) -> ox.Store:
 
 def default_graph_size(store: ox.Store) -> int:
     """Triples in the merged default graph."""
-    return int(next(iter(store.query("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")))["n"].value)
+    return int(next(iter(store.query("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")))["n"].value)  # type: ignore[arg-type]
 
 
 def dataset_options(default_graphs: tuple[str, ...] | None = None,
@@ -127,7 +127,7 @@ def select(store: ox.Store, text: str, asserted_only: bool = False) -> Rows:
     if not isinstance(solutions, ox.QuerySolutions):
         raise QueryError("not a SELECT query")
     names = [v.value for v in solutions.variables]
-    return Rows(names, [{n: _plain(s[n]) for n in names if s[n] is not None} for s in solutions])
+    return Rows(names, [{n: _plain(s[n]) for n in names if s[n] is not None} for s in solutions])  # type: ignore[misc]
 
 
 def format_rows(result, fmt: str) -> str:
@@ -141,7 +141,10 @@ def format_rows(result, fmt: str) -> str:
         return write_solutions(names, list(result), RESULT_FORMATS[fmt]).decode("utf-8")
     table = [[_plain(s[n]) or "" for n in names] for s in result]
     widths = [max([len(n)] + [len(r[i]) for r in table]) for i, n in enumerate(names)]
-    line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    def line(cells):
+        return " | ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
     out = [line(names), "-+-".join("-" * w for w in widths)] + [line(r) for r in table]
     return "\n".join(out) + f"\n({len(table)} row{'s' if len(table) != 1 else ''})\n"
 

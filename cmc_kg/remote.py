@@ -168,7 +168,7 @@ def push(dump_file, endpoint: str, query_endpoint: str | None = None,
             {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/sparql-results+json"})
         if status != 200:
             raise RemoteError(f"listing the remote graphs answered {status}")
-        remote = {s["g"].value for s in ox.parse_query_results(body, format=ox.QueryResultsFormat.JSON)}
+        remote = {s["g"].value for s in ox.parse_query_results(body, format=ox.QueryResultsFormat.JSON)}  # type: ignore[union-attr]
         for stale in sorted(g for g in remote - set(graphs) if g.startswith(str(GRAPH))):
             progress(f"DELETE {stale} (not in this build)")
             status, _, body = _send(_graph_store_url(endpoint, stale), method="DELETE")

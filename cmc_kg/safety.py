@@ -104,7 +104,7 @@ def _long_string_end(text: str, start: int, quote: str, failing: bytearray) -> i
     body, n = _LONG_BODY[quote], len(text)
     position, reached = start, []
     while True:
-        position = body.match(text, position).end()
+        position = body.match(text, position).end()  # type: ignore[union-attr]  # matches the empty string
         if position >= n or failing[position]:
             break
         reached.append(position)
@@ -152,7 +152,8 @@ class _Lexer:
 
     def run(self) -> list[_Reading]:
         self.pending.append(_Reading([], [], 0))
-        done, dead = [], None
+        done: list[_Reading] = []
+        dead: _Dead | None = None
         while self.pending:
             reading = self.pending.pop()
             try:
@@ -161,6 +162,7 @@ class _Lexer:
             except _Dead as error:
                 dead = error if dead is None else dead
         if not done:
+            assert dead is not None  # every reading died
             raise QueryError(f"a string opened at {_where(self.text, dead.position)} never closes")
         return done
 
@@ -183,10 +185,10 @@ class _Lexer:
         while position < n:
             char = text[position]
             if char in " \t\r\n":
-                position = _SPACE.match(text, position).end()
+                position = _SPACE.match(text, position).end()  # type: ignore[union-attr]  # matches ''
                 continue
             if char == "#":
-                position = _COMMENT.match(text, position).end()
+                position = _COMMENT.match(text, position).end()  # type: ignore[union-attr]  # text[position] is #
                 continue
             count += 1
             if count & 4095 == 0 and self.deadline is not None and time.monotonic() > self.deadline:
@@ -206,7 +208,7 @@ class _Lexer:
                     end = short.end()
                 tokens.append(("string", "", position))
             elif char == "?" or char == "$":
-                end = _VARIABLE.match(text, position).end()
+                end = _VARIABLE.match(text, position).end()  # type: ignore[union-attr]  # text[position] is ? or $
                 tokens.append(("var", text[position:end], position))
             elif char == "<" and not operator_here and (iri := _IRI.match(text, position)):
                 if "'" in iri.group():

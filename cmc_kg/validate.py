@@ -79,6 +79,6 @@ def validate_shapes(data: Graph, shapes: Shapes, ontology: Graph) -> list[Violat
             path=show(results.value(result, SH.resultPath)),
             message=f"{message}" + (f" (value: {show(value)})" if value is not None else ""),
             shape=show(owner) if owner is not None else show(shape),
-            file=str(shapes.files.get(owner, "ontology/shapes")),
+            file=str(shapes.files.get(owner, "ontology/shapes") if owner is not None else "ontology/shapes"),
         ))
     return sorted(set(violations))

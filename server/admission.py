@@ -125,7 +125,8 @@ class _Ticket:
     """One admitted query: charges the client the seconds it held a worker when it ends."""
 
     def __init__(self, admission: "Admission | None", key: str | None = None, started: float = 0.0):
-        self.admission, self.key, self.started, self.seconds = admission, key, started, None
+        self.admission, self.key, self.started = admission, key, started
+        self.seconds: float | None = None
 
     def charge(self, seconds: float) -> None:
         """The worker time the engine reports for the answer (its own queueing not included)."""
@@ -246,7 +247,7 @@ class Admission:
     def _release(self, ticket: _Ticket) -> None:
         with self._changed:
             now = self.clock()
-            client = self._clients.get(ticket.key)
+            client = self._clients.get(ticket.key)  # type: ignore[arg-type]  # an admitted ticket has a key
             if client is not None:
                 client.running.remove(ticket.started)
                 seconds = now - ticket.started if ticket.seconds is None else ticket.seconds

@@ -200,7 +200,7 @@ class QueueDepthSummary(logging.Filter):
         if not str(record.msg).startswith("Task queue depth"):
             return True
         self.waited += 1
-        self.deepest = max(self.deepest, int(record.args[0]) if record.args else 0)
+        self.deepest = max(self.deepest, int(record.args[0]) if record.args else 0)  # type: ignore[index, call-overload]
         now = self.clock()
         if now - self.since < self.interval:
             return False

@@ -627,7 +627,7 @@ def network_layout(rows: list[dict[str, str]]) -> dict:
         return sum(values) / len(values) if values else default
 
     placed = {n.iri for n in layers.get(1, [])}
-    for layer in sorted(l for l in layers if l >= 2):
+    for layer in sorted(k for k in layers if k >= 2):
         desired = {}
         for n in layers[layer]:
             near = [nodes[m].y for m in neighbours[n.iri] if m in placed and nodes[m].layer < layer]

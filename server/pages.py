@@ -102,16 +102,16 @@ def _iri_ok(iri: str) -> bool:
 def fetch_labels(state: State, iris: set[str]) -> dict[str, str]:
     """Labels (rdfs:label, skos:prefLabel, schema:name, dcterms:title) of IRIs, in one query."""
     found: dict[str, list] = defaultdict(list)
-    iris = sorted(i for i in iris if _iri_ok(i))
+    asked = sorted(i for i in iris if _iri_ok(i))
     ranks = {str(p): n for n, p in enumerate(LABEL_PROPERTIES)}
-    for start in range(0, len(iris), 500):
-        values = " ".join(f"<{i}>" for i in iris[start:start + 500])
+    for start in range(0, len(asked), 500):
+        values = " ".join(f"<{i}>" for i in asked[start:start + 500])
         props = " ".join(f"<{p}>" for p in LABEL_PROPERTIES)
         rows = state.select(f"SELECT DISTINCT ?x ?p ?l WHERE {{ VALUES ?x {{ {values} }} VALUES ?p {{ {props} }} "
                             f"?x ?p ?l FILTER(isLiteral(?l)) }}")
         for row in rows:
             found[row["x"]["value"]].append((ranks[row["p"]["value"]], row["l"]))
-    return {iri: _label_of(candidates) for iri, candidates in found.items()}
+    return {iri: _label_of(candidates) for iri, candidates in found.items()}  # type: ignore[misc]  # found: labelled
 
 
 def term(binding: dict, labels: dict[str, str]) -> dict:
@@ -291,10 +291,10 @@ def entity_page(iri: str) -> dict:
     first = {str(RDF.type): 0, str(RDFS.label): 1}
     properties = []
     for p in sorted(by_property, key=lambda p: (first.get(p, 2), (labels.get(p) or compact(p)).lower())):
-        values = [dict(term(o, labels), sources=sources(gs), inferred_only=gs == {str(INFERRED_GRAPH)})
-                  for o, gs in by_property[p].values()]
-        values.sort(key=lambda v: (v["inferred_only"], _sort_key(v)))
-        properties.append({"property": iri_term(p, labels), "values": values})
+        shown = [dict(term(o, labels), sources=sources(gs), inferred_only=gs == {str(INFERRED_GRAPH)})
+                 for o, gs in by_property[p].values()]
+        shown.sort(key=lambda v: (v["inferred_only"], _sort_key(v)))
+        properties.append({"property": iri_term(p, labels), "values": shown})
 
     asserted_types = {r["o"]["value"] for r in facts if r["p"]["value"] == str(RDF.type)
                       and r["o"]["type"] == "uri" and r["g"]["value"] != str(INFERRED_GRAPH)}
@@ -647,7 +647,7 @@ def dump(name: str) -> Response:
         target = name[:-len(".sha256")]
         response = Response(f"{dumps[target]['sha256']}  {target}\n", mimetype="text/plain")
         response.set_etag(dumps[target]["sha256"] + ".sha256")
-        return response.make_conditional(request)
+        return response.make_conditional(request)  # type: ignore[return-value]
     if name not in dumps:
         return error(404, f"no dump {name!r}; published: " + ", ".join(dumps))
     info = dumps[name]

@@ -174,7 +174,7 @@ def service_description() -> Response:
         graph.add((endpoint, SD.feature, SD.BasicFederatedQuery))
     for fmt in (ox.QueryResultsFormat.JSON, ox.QueryResultsFormat.XML, ox.QueryResultsFormat.CSV,
                 ox.QueryResultsFormat.TSV, *[f.rdf_format for f in RDF_FORMATS.values()]):
-        graph.add((endpoint, SD.resultFormat, URIRef(fmt.iri)))
+        graph.add((endpoint, SD.resultFormat, URIRef(fmt.iri)))  # type: ignore[union-attr]
     dataset = BNode("dataset")
     graph.add((endpoint, SD.defaultDataset, dataset))
     graph.add((dataset, RDF.type, SD.Dataset))

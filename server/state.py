@@ -10,6 +10,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import current_app, has_request_context, request as http_request
 
@@ -28,7 +29,8 @@ class _Cache:
 
     def __init__(self, size: int, max_bytes: int):
         self.size, self.max_bytes, self.bytes = size, max_bytes, 0
-        self._items, self._lock = OrderedDict(), threading.Lock()
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key):
         with self._lock:
@@ -55,7 +57,7 @@ class _Cache:
 class _Serving:
     """What answers queries now: an engine and the build it holds, swapped as one when a new build arrives."""
 
-    engine: object
+    engine: Any  # Engine, RemoteEngine or another object with run(QueryRequest) and retire()
     build_id: str
     triples: int
     graphs: frozenset[str] | None  # IRIs of the dataset's named graphs; None: unknown (FROM then refused)

@@ -1,12 +1,18 @@
-"""Shared fixtures: one real build of the repository's graph per test session, in a temporary folder."""
+"""Shared fixtures: one real build of the repository's graph per test session, in a temporary folder; the
+server over it either in this process (the Flask app and its test client: no port, no worker process) or as a
+real `cmc-kg serve` on loopback; Debian's Chromium. Markers (declared in pyproject.toml): `browser` and
+`system` tests count as `slow` too, so `-m "not slow"` is the fast subset."""
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +22,16 @@ import pytest
 from cmc_kg.build import build
 from cmc_kg.query import open_store
 from cmc_kg.settings import REPO_ROOT, Paths
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses Chromium is a browser test; browser and system tests are slow, so `-m "not slow"` leaves
+    them out without each saying so twice."""
+    for item in items:
+        if "browser" in item.fixturenames and not item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.browser)
+        if item.get_closest_marker("browser") or item.get_closest_marker("system"):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +61,77 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class InProcessEngine:
+    """Runs each query in this process on an Oxigraph store: the engine's checks and serialisation without its
+    worker processes, so without its time limit (tests of limits use a real server)."""
+
+    def __init__(self, store, policy=None):
+        import pyoxigraph as ox
+
+        from cmc_kg.engine import QueryPolicy
+        from cmc_kg.query import default_graph_size
+
+        self.store, self.policy, self.triples = store, policy or QueryPolicy(), default_graph_size(store)
+        self.graphs = frozenset(g.value for g in store.named_graphs() if isinstance(g, ox.NamedNode))
+
+    def run(self, request):
+        from cmc_kg.engine import evaluate
+
+        return evaluate(self.store, request, self.policy, self.graphs)
+
+
+@dataclass
+class InProcessServer:
+    """The server's Flask app answered by its test client; ``url`` is its base_url, which `exchange` recognises."""
+
+    url: str
+    client: object
+
+
+IN_PROCESS: dict[str, InProcessServer] = {}
+
+
+def in_process_server(store, url: str = "http://in-process.test", **settings) -> InProcessServer:
+    """The app over ``store`` with these server settings, its requests answered in this process by `exchange`."""
+    from cmc_kg.engine import QueryPolicy
+    from cmc_kg.settings import Settings
+    from cmc_kg.server import create_app
+
+    config = Settings(base_url=url, reload_interval=0, **settings)
+    policy = QueryPolicy(frozenset(config.service_allowlist), config.max_nesting)
+    app = create_app(config, engine=InProcessEngine(store, policy))
+    IN_PROCESS[url] = InProcessServer(url, app.test_client())
+    return IN_PROCESS[url]
+
+
+@pytest.fixture(scope="session")
+def app_server(built, store) -> InProcessServer:
+    """The server over the session's build, in this process: for protocol and page tests that need no socket,
+    no worker process and no time limit."""
+    return in_process_server(store, build_dir=str(built[0].build_dir))
+
+
+def exchange(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None,
+             timeout: float = 60):
+    """One HTTP exchange, (status, headers, body bytes), with an HTTP error status an answer too; a URL under an
+    in-process server's base is answered by its test client, any other over the network."""
+    for base, app in IN_PROCESS.items():
+        if url == base or url.startswith(base + "/"):
+            parts = urllib.parse.urlsplit(url)
+            answer = app.client.open(parts.path, method=method, query_string=parts.query, data=body,
+                                     headers=dict(headers or {}))
+            message = http.client.HTTPMessage()  # the headers as urllib gives them, whichever way they came
+            for name, value in answer.headers.items():
+                message[name] = value
+            return answer.status_code, message, answer.get_data()
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as failure:
+        return failure.code, failure.headers, failure.read()
+
+
 @dataclass
 class LiveServer:
     """A real `cmc-kg serve` process on 127.0.0.1."""
@@ -67,7 +154,7 @@ def start_server(build_dir: Path, *flags: str, env: dict | None = None) -> LiveS
             return LiveServer(url, process)
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(process.stdout.read())
+                raise RuntimeError(process.stdout.read()) from None
             time.sleep(0.2)
     process.kill()
     raise RuntimeError("cmc-kg serve did not answer /health within 60 s")

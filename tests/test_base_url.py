@@ -55,6 +55,7 @@ def published(built):
     stop_server(live)
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("path", list(PAGES))
 @pytest.mark.parametrize("host", HOSTILE_HOSTS)
 def test_host_header_changes_no_answer(server, published, path, host):
@@ -75,6 +76,7 @@ def test_host_header_changes_no_answer(server, published, path, host):
         assert headers["X-Content-Type-Options"] == "nosniff"
 
 
+@pytest.mark.system
 def test_void_dumps_and_endpoint_use_the_configured_base(published):
     status, _, body = call(published.url + "/.well-known/void", accept="text/turtle")
     assert status == 200
@@ -85,6 +87,7 @@ def test_void_dumps_and_endpoint_use_the_configured_base(published):
     assert not any("127.0.0.1" in u for u in urls_in(body))
 
 
+@pytest.mark.system
 def test_nosniff_on_every_sparql_answer(server):
     endpoint = server.url + "/sparql"
     for answer in (call(endpoint, "ASK {}"), call(endpoint, "SELEC nothing"), call(endpoint, accept="text/turtle"),

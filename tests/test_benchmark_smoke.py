@@ -23,6 +23,7 @@ def benchmark():
     return module
 
 
+@pytest.mark.system
 def test_benchmark_core_on_the_real_build(benchmark, built, tmp_path):
     lines: list[str] = []
     result = benchmark.run_graph("real", built[0].build_dir, tmp_path, duration=0.3, concurrencies=[1, 2],

@@ -25,6 +25,7 @@ def test_build_writes_dump_and_report(built):
     assert {str(ONTOLOGY_GRAPH), str(SOURCES_GRAPH), str(INFERRED_GRAPH)} <= set(report.triples_per_graph)
 
 
+@pytest.mark.slow  # a build of its own
 def test_same_input_gives_byte_identical_dump(built, tmp_path):
     settings, _ = built
     again = build(type(settings)(build_dir=tmp_path))
@@ -66,6 +67,7 @@ def test_malformed_turtle_names_file_and_line_and_keeps_last_build(repo_copy, bu
     assert repo_copy.dump_file.read_bytes() == before
 
 
+@pytest.mark.slow  # a build of its own
 def test_shape_violation_names_the_shape_and_keeps_last_build(repo_copy, built):
     before = _good_build(repo_copy, built)
     (repo_copy.graph_dir / "seed-000" / "broken.ttl").write_text(
@@ -77,6 +79,7 @@ def test_shape_violation_names_the_shape_and_keeps_last_build(repo_copy, built):
     assert repo_copy.dump_file.read_bytes() == before
 
 
+@pytest.mark.slow  # a build of its own
 def test_failed_check_names_the_check_and_keeps_last_build(repo_copy, built):
     before = _good_build(repo_copy, built)
     # A ratification dated before the state's signature passes the shapes but not the checks.
@@ -88,6 +91,7 @@ def test_failed_check_names_the_check_and_keeps_last_build(repo_copy, built):
     assert repo_copy.dump_file.read_bytes() == before
 
 
+@pytest.mark.slow  # a build of its own
 def test_unregistered_source_folder_is_refused(repo_copy):
     (repo_copy.graph_dir / "nowhere").mkdir()
     (repo_copy.graph_dir / "nowhere" / "facts.ttl").write_text("", encoding="utf-8")

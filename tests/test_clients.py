@@ -45,13 +45,13 @@ RDF_LANG_STRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
 RESULTS_NS = "{http://www.w3.org/2005/sparql-results#}"
 PREFIX_LINES = "".join(f"PREFIX {prefix}: <{iri}>\n" for prefix, iri in PREFIX_MAP.items())
 
-pytestmark = pytest.mark.filterwarnings(
+pytestmark = [pytest.mark.system, pytest.mark.filterwarnings(
     # SPARQLWrapper guesses the query form from the text, comments included: "# description: ... describe ..."
     # makes it send Accept: */* (its format= parameter still asks for the right format).
     "ignore:Sending Accept header:RuntimeWarning",
     # SPARQLWrapper parses JSON-LD into rdflib's deprecated ConjunctiveGraph.
     "ignore:ConjunctiveGraph is deprecated:DeprecationWarning",
-)
+)]
 
 
 # Every client's terms become one comparable shape: ("uri", iri), ("bnode",), ("literal", text, lang, datatype),

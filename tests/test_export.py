@@ -40,6 +40,7 @@ def _asserted_union(dataset: Dataset, inferred: bool) -> Graph:
     return union
 
 
+@pytest.mark.slow  # the whole graph through rdflib's parsers, 14 times
 @pytest.mark.parametrize("name", sorted(RDF_FORMATS))
 @pytest.mark.parametrize("inferred", [False, True])
 def test_rdf_export_reparses_isomorphic_and_loads_in_oxigraph(store, dataset, name, inferred):

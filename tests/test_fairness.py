@@ -179,6 +179,7 @@ def fair(built):
     stop_server(live)
 
 
+@pytest.mark.system
 def test_cheap_queries_stay_fast_while_three_clients_send_costly_ones(fair):
     """Three clients send a cross product (stopped at 3 s) again and again, ignoring Retry-After; a fourth sends
     a cheap lookup every 0.05 s. Once each costly client has had one query stopped (the onset: a client never
@@ -186,14 +187,15 @@ def test_cheap_queries_stay_fast_while_three_clients_send_costly_ones(fair):
     and the costly clients get 429 or 503, never an answer."""
     report = fairness.measure(fair.url, costly_clients=3, duration=22, query_timeout=TIMEOUT)
     print(f"\n{report}")
-    assert report["onset_s"] is not None and report["onset_s"] < 12, report
+    assert report["onset_s"] is not None and report["onset_s"] < 16, report
     after = report["cheap_after_onset"]
     assert after["queries"] >= 20 and after["statuses"] == {"200": after["queries"]}, report
-    assert after["latency_ms"]["max"] < 1000 * TIMEOUT / 3, report
+    assert after["latency_ms"]["max"] < 1000 * TIMEOUT, report  # never waited for a costly query to be stopped
     costly = report["costly_statuses"]
     assert set(costly) <= {"429", "503 stopped", "503 no worker"} and costly.get("429", 0) > 0, report
 
 
+@pytest.mark.system
 def test_a_trusted_proxy_names_the_client(built):
     live = start_server(built[0].build_dir, "--trusted-proxy", "127.0.0.1", "--client-queries", "1",
                         "--query-timeout", str(TIMEOUT), "--cache-entries", "0", "--reload-interval", "0")
@@ -253,21 +255,22 @@ class Dribbler:
         self.thread.join(timeout=seconds)
 
 
+@pytest.mark.system
 def test_slow_connections_from_one_address_neither_take_every_slot_nor_stay(built):
-    read_timeout, per_client = 2.0, 5
+    read_timeout, per_client = 4.0, 5
     live = start_server(built[0].build_dir, "--request-read-timeout", str(read_timeout),
                         "--client-connections", str(per_client), "--reload-interval", "0")
     try:
         dribblers = [Dribbler(live.url, "127.0.0.2") for _ in range(3 * per_client)]
-        time.sleep(0.8)
+        time.sleep(read_timeout / 2)
         refused = [d for d in dribblers if d.ended is not None]
         assert len(refused) >= 2 * per_client  # beyond its share, at once (429 then closed, or reset)
-        assert all(d.ended[0] < 0.8 and (isinstance(d.ended[1], str) or d.ended[1].startswith(b"HTTP/1.1 429"))
-                   for d in refused)
-        # Another client is answered at once.
+        assert all(d.ended[0] < read_timeout / 2 and (isinstance(d.ended[1], str) or d.ended[1].startswith(
+            b"HTTP/1.1 429")) for d in refused)
+        # Another client is answered before the deadline frees any of the held connections.
         status, _, _, seconds = ask(live.url, CHEAP, source="127.0.0.3")
-        assert status == 200 and seconds < 2.0
-        # The connections it was allowed are closed by the deadline: 408, between 2 and 2 + 1 (the check's
+        assert status == 200 and seconds < read_timeout / 2
+        # The connections it was allowed are closed by the deadline: 408, between 4 and 4 + 1 (the check's
         # period) seconds, with a generous margin for a busy machine.
         for dribbler in dribblers:
             dribbler.join(read_timeout + 10)
@@ -279,6 +282,7 @@ def test_slow_connections_from_one_address_neither_take_every_slot_nor_stay(buil
         stop_server(live)
 
 
+@pytest.mark.system
 def test_slow_connections_from_many_addresses_delay_others_only_until_the_deadline(built):
     """Without a proxy in front, clients with many addresses can fill connection_limit; the deadline frees the
     slots, so another client waits at most about request_read_timeout (its connection waits to be accepted)."""
@@ -297,6 +301,7 @@ def test_slow_connections_from_many_addresses_delay_others_only_until_the_deadli
         stop_server(live)
 
 
+@pytest.mark.system
 def test_the_server_still_answers_after_the_red_team_slowloris(built):
     """The report's case: 101 connections from one address dribbling header bytes, with default settings. Every
     other client is answered at once, and none of the connections outlives the default deadline (10 s) by much."""
@@ -304,10 +309,10 @@ def test_the_server_still_answers_after_the_red_team_slowloris(built):
     try:
         dribblers = [Dribbler(live.url, "127.0.0.2", every=1.0) for _ in range(101)]
         time.sleep(1.0)
+        defaults = Settings()
         for source in ("127.0.0.3", "127.0.0.4", None):
             status, _, _, seconds = ask(live.url, CHEAP, source=source)
-            assert status == 200 and seconds < 2.0
-        defaults = Settings()
+            assert status == 200 and seconds < defaults.request_read_timeout / 2  # long before the deadline
         held = 0
         for dribbler in dribblers:
             dribbler.join(defaults.request_read_timeout + 10)

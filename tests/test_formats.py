@@ -20,6 +20,7 @@ from cmc_kg.formats import (RDF_FORMATS, RESULT_FORMATS, NotAcceptable, NotRepre
                             write_solutions, write_triples)
 from cmc_kg.query import PREFIX_MAP
 
+from conftest import in_process_server
 from test_sparql_protocol import call
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
@@ -351,8 +352,8 @@ CONTROL_SELECT = 'SELECT ?l WHERE { VALUES ?l { "a\\u0001b" "nul\\u0000" "x\\uFF
 
 
 @pytest.fixture(scope="module")
-def endpoint(server):
-    return server.url + "/sparql"
+def endpoint(app_server):
+    return app_server.url + "/sparql"
 
 
 @pytest.mark.parametrize("query,accept,why", [
@@ -394,37 +395,21 @@ def test_formats_that_can_hold_the_answer_still_answer_it(endpoint, query, accep
     assert check(body)
 
 
-def test_void_as_rdfxml_and_a_refusal_asked_by_the_format_parameter(server):
+def test_void_as_rdfxml_and_a_refusal_asked_by_the_format_parameter(app_server):
     """VoID goes through the RDF/XML checks (expat) and is served; `format=csv` refuses a triple term as Accept does."""
-    status, headers, _ = call(server.url + "/.well-known/void", accept="application/rdf+xml")
+    status, headers, _ = call(app_server.url + "/.well-known/void", accept="application/rdf+xml")
     assert status == 200 and headers["X-Content-Type-Options"] == "nosniff"
-    status, _, body = call(server.url + "/sparql?" + urllib.parse.urlencode({"query": TRIPLE_SELECT, "format": "csv"}))
+    status, _, body = call(app_server.url + "/sparql?" + urllib.parse.urlencode({"query": TRIPLE_SELECT, "format": "csv"}))
     assert status == 406 and b"triple term" in body
-
-
-class InProcessEngine:
-    """Answers in the server's own process, as `--store` does: a writer's refusal reaches Flask as an exception."""
-
-    graphs = None
-
-    def __init__(self, store: ox.Store):
-        self.store, self.triples = store, len(store)
-
-    def run(self, request):
-        from cmc_kg.engine import evaluate
-
-        return evaluate(self.store, request)
 
 
 def test_a_refusal_raised_in_the_server_process_is_406_on_sparql_and_on_pages():
     from cmc_kg.namespaces import GRAPH, ID
-    from cmc_kg.settings import Settings
-    from cmc_kg.server import create_app
 
     store = ox.Store()
     for graph in (ox.NamedNode(str(GRAPH) + "g"), ox.DefaultGraph()):  # load_store merges into the default graph
         store.add(ox.Quad(ox.NamedNode(str(ID) + "x"), ox.NamedNode("http://example.org/p/"), ox.Literal("o"), graph))
-    client = create_app(Settings(cache_entries=0), engine=InProcessEngine(store)).test_client()
+    client = in_process_server(store, "http://one-triple.test", cache_entries=0).client
     answer = client.get("/sparql", query_string={"query": TRIPLE_SELECT}, headers={"Accept": "text/csv"})
     assert answer.status_code == 406 and b"triple term" in answer.data
     answer = client.get("/id/x", headers={"Accept": "application/rdf+xml"})

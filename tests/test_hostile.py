@@ -33,7 +33,7 @@ from cmc_kg.safety import QueryError, QueryRefused, check_query
 from conftest import free_port, start_server, stop_server
 
 TIMEOUT = 2.0
-MARGIN = 1.5          # HTTP, queueing and a worker's restart on top of the time limit
+MARGIN = 5.0          # HTTP, queueing and a worker's restart on top of the time limit, on a busy 2-core machine
 WORKER_MEMORY = 1024  # MiB per query worker
 CHEAP = "SELECT ?code WHERE { ?c cmc:isoAlpha3 ?code FILTER(?code IN ('FRA', 'NOR')) } ORDER BY ?code"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -111,11 +111,18 @@ def hostile(built):
     stop_server(live)
 
 
-def _wait_for_workers(pid: int, count: int = 2, seconds: float = 15.0) -> None:
+def _wait_for_workers(pid: int, count: int = 2, seconds: float = 60.0) -> None:
+    """Until the server has ``count`` workers and all are idle: a worker that replaces a stopped one loads the
+    graph first (seconds, on a busy machine), and a cheap query sent meanwhile would wait for it."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and len(soak.worker_pids(pid)) < count:
         time.sleep(0.1)
-    time.sleep(0.3)
+    used = -1.0
+    while time.monotonic() < deadline:
+        before, used = used, sum(soak.cpu_seconds(worker) for worker in soak.worker_pids(pid))
+        if used - before < 0.05:
+            return
+        time.sleep(1.0)
 
 
 # ------------------------------------------------------------------------ random and mutated requests
@@ -163,6 +170,7 @@ PARAM_NAMES = st.sampled_from(["format", "default-graph-uri", "named-graph-uri",
                                "timeout", "using-graph-uri", "x"])
 
 
+@pytest.mark.system
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(text=st.one_of(mutated_queries(), st.text(max_size=300)), how=st.sampled_from(["get", "form", "direct"]),
        accept=ACCEPTS, extra=st.dictionaries(PARAM_NAMES, PARAM_VALUES, max_size=3))
@@ -178,6 +186,7 @@ HEADER_NAME = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz-ABCXYZ01234567
 HEADER_VALUE = st.text(st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"), max_size=60)
 
 
+@pytest.mark.system
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(method=st.sampled_from(["GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"]),
        headers=st.dictionaries(st.one_of(HEADER_NAME, st.sampled_from(
@@ -201,6 +210,7 @@ PAGE_PREFIXES = st.sampled_from(["/id/", "/graph/", "/ontology/", "/ontology/0.1
                                  "/.well-known/", "/static/", "/", "/id/country/", "/id/../", "/dumps/..%2F"])
 
 
+@pytest.mark.system
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(prefix=PAGE_PREFIXES, rest=st.one_of(st.text(max_size=60), st.sampled_from([
     "..%2F..%2F..%2Fetc%2Fpasswd", "%00", "%ff%fe", "FRA", "country/FRA", "cmc-kg.nq", "..", "....//", "%2e%2e/",
@@ -272,6 +282,7 @@ def test_no_query_that_passes_the_check_reaches_a_service(listener, head, tail, 
     assert listener.connections == before, text
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("network", [False, True])
 def test_workers_without_network_cannot_connect_even_if_the_check_is_bypassed(built, listener, network):
     """Defence in depth: with no SERVICE allowed, a worker's sockets are denied by seccomp. The engine's check is
@@ -397,6 +408,7 @@ def _opened_paths(lines: list[str]) -> list[str]:
     return [m.group(1) for line in lines for m in [re.search(r'open(?:at2?)?\(.*?"((?:[^"\\]|\\.)*)"', line)] if m]
 
 
+@pytest.mark.system
 def test_catalogue_is_refused_without_a_connection_or_a_file_read(traced, tmp_path):
     url, log, build_dir = traced
     canary = tmp_path / "canary-secret.ttl"
@@ -416,7 +428,7 @@ def test_catalogue_is_refused_without_a_connection_or_a_file_read(traced, tmp_pa
                                                headers=spec.get("headers"))
             assert status == 403, (name, status, body[:200])
             assert re.search(rb"allowlist|read-only|not a graph of this dataset|ambiguous", body), (name, body)
-            assert b"do not read me" not in body and seconds < 1.0, name
+            assert b"do not read me" not in body and seconds < TIMEOUT, name  # refused, never evaluated
         time.sleep(1.0)
         assert listener.connections == 0
     finally:
@@ -464,6 +476,7 @@ def memory_peak(hostile):
     assert peak < 2 * WORKER_MEMORY + 400
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("name", list(COSTLY))
 def test_costly_query_is_stopped_while_a_cheap_one_is_answered(hostile, memory_peak, name):
     _wait_for_workers(hostile.process.pid)

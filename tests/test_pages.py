@@ -1,11 +1,11 @@
-"""Entity, graph and ontology pages, VoID and dumps, through a real `cmc-kg serve` (the `server` fixture)."""
+"""Entity, graph and ontology pages, VoID and dumps, through the app in process (the `app_server` fixture); every
+page of the graph through a real `cmc-kg serve`."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import re
-import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
@@ -17,6 +17,8 @@ from cmc_kg.namespaces import CMC, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY, PROV, RD
 from cmc_kg.settings import REPO_ROOT
 from cmc_kg.server.pages import local_path
 
+from conftest import exchange
+
 SPDX = Namespace("http://spdx.org/rdf/terms#")
 DCAT = Namespace("http://www.w3.org/ns/dcat#")
 LTU = ID["country/LTU"]
@@ -24,14 +26,7 @@ LTU = ID["country/LTU"]
 
 def fetch(url: str, accept: str | None = None, method: str = "GET", headers: dict | None = None):
     """(status, headers, body) of one request; HTTP errors are answers too."""
-    request = urllib.request.Request(url, method=method, headers=dict(headers or {}))
-    if accept:
-        request.add_header("Accept", accept)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as answer:
-        return answer.code, answer.headers, answer.read()
+    return exchange(url, method, headers={**(headers or {}), **({"Accept": accept} if accept else {})})
 
 
 class Tables(HTMLParser):
@@ -78,8 +73,8 @@ def tables_of(html: bytes) -> dict[str, list[list[str]]]:
 # Entity pages
 # --------------------------------------------------------------------------------------------------
 
-def test_entity_page_in_html_shows_label_types_facts_with_sources_and_actions(server):
-    status, headers, body = fetch(server.url + local_path(str(LTU)), "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8")
+def test_entity_page_in_html_shows_label_types_facts_with_sources_and_actions(app_server):
+    status, headers, body = fetch(app_server.url + local_path(str(LTU)), "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8")
     assert status == 200 and headers.get_content_type() == "text/html"
     assert "Accept" in headers["Vary"]
     html = body.decode("utf-8")
@@ -111,8 +106,8 @@ def test_entity_page_in_html_shows_label_types_facts_with_sources_and_actions(se
     ("application/n-triples", "nt"),
     ("application/rdf+xml", "xml"),
 ])
-def test_entity_in_each_rdf_format_by_accept(server, accept, parse_as):
-    status, headers, body = fetch(server.url + local_path(str(LTU)), accept)
+def test_entity_in_each_rdf_format_by_accept(app_server, accept, parse_as):
+    status, headers, body = fetch(app_server.url + local_path(str(LTU)), accept)
     assert status == 200 and headers.get_content_type() == accept
     assert "Accept" in headers["Vary"]
     graph = Graph().parse(data=body, format=parse_as)
@@ -122,8 +117,8 @@ def test_entity_in_each_rdf_format_by_accept(server, accept, parse_as):
     assert (LTU, RDF.type, URIRef("http://www.w3.org/ns/prov#Agent")) not in graph  # asserted triples only
 
 
-def test_entity_format_parameter_head_and_conditional_get(server):
-    url = server.url + local_path(str(LTU))
+def test_entity_format_parameter_head_and_conditional_get(app_server):
+    url = app_server.url + local_path(str(LTU))
     status, headers, body = fetch(url + "?format=ttl", "text/html")
     assert status == 200 and headers.get_content_type() == "text/turtle"
     status, headers, body = fetch(url, "text/html", method="HEAD")
@@ -136,20 +131,22 @@ def test_entity_format_parameter_head_and_conditional_get(server):
     assert status == 406
 
 
-def test_unknown_iris_are_404(server):
+def test_unknown_iris_are_404(app_server):
     for accept in ("text/html", "text/turtle"):
-        status, headers, _ = fetch(server.url + local_path(str(ID["nope/xyz"])), accept)
+        status, headers, _ = fetch(app_server.url + local_path(str(ID["nope/xyz"])), accept)
         assert status == 404 and "Accept" in headers["Vary"]
     # A path that is no valid IRI is not found either (and never reaches the query as broken SPARQL).
-    assert fetch(server.url + local_path(str(ID)) + "a%7Bb%22c%3E", "text/turtle")[0] == 404
-    status, _, _ = fetch(server.url + local_path(str(GRAPH["nope"])), "text/html")
+    assert fetch(app_server.url + local_path(str(ID)) + "a%7Bb%22c%3E", "text/turtle")[0] == 404
+    status, _, _ = fetch(app_server.url + local_path(str(GRAPH["nope"])), "text/html")
     assert status == 404
-    status, _, _ = fetch(server.url + "/dumps/nope.nq")
+    status, _, _ = fetch(app_server.url + "/dumps/nope.nq")
     assert status == 404
 
 
+@pytest.mark.system
 def test_every_iri_the_graph_mints_dereferences(server, store):
-    """Every IRI under the entity and graph namespaces, and every ontology term, answers 200."""
+    """Every IRI under the entity and graph namespaces, and every ontology term, answers 200: thousands of pages,
+    from a real server whose worker processes answer their queries side by side."""
     rows = store.query(f"""SELECT DISTINCT ?x WHERE {{
         {{ GRAPH ?g {{ ?x ?p ?o }} }} UNION {{ GRAPH ?g {{ ?s ?p ?x }} }} UNION {{ GRAPH ?x {{ ?s ?p ?o }} }}
         FILTER(isIRI(?x) && (STRSTARTS(STR(?x), "{ID}") || STRSTARTS(STR(?x), "{GRAPH}")
@@ -171,18 +168,18 @@ def test_every_iri_the_graph_mints_dereferences(server, store):
 # Named graphs
 # --------------------------------------------------------------------------------------------------
 
-def test_graph_page_and_graph_data(server, built):
+def test_graph_page_and_graph_data(app_server, built):
     report = built[1]
     iri = str(GRAPH["untc"])
-    status, headers, body = fetch(server.url + local_path(iri), "text/html")
+    status, headers, body = fetch(app_server.url + local_path(iri), "text/html")
     assert status == 200 and "Accept" in headers["Vary"]
     html = body.decode("utf-8")
     assert "UNTC" in html and "United Nations Treaty Collection" in html
     expected = _triples_per_graph(report)[iri]
     assert f"{expected:,}" in html
-    status, headers, body = fetch(server.url + local_path(iri), "application/n-triples")
+    status, headers, body = fetch(app_server.url + local_path(iri), "application/n-triples")
     assert status == 200 and len(Graph().parse(data=body, format="nt")) == expected
-    status, _, body = fetch(server.url + local_path(str(INFERRED_GRAPH)), "text/turtle")
+    status, _, body = fetch(app_server.url + local_path(str(INFERRED_GRAPH)), "text/turtle")
     assert status == 200 and len(Graph().parse(data=body, format="turtle")) == _triples_per_graph(report)[str(INFERRED_GRAPH)]
 
 
@@ -198,8 +195,8 @@ def _ontology_file() -> Graph:
     return Graph().parse(REPO_ROOT / "ontology" / "cmc.ttl", format="turtle")
 
 
-def test_ontology_html_anchors_every_term(server):
-    status, headers, body = fetch(server.url + local_path(str(ONTOLOGY)), "text/html")
+def test_ontology_html_anchors_every_term(app_server):
+    status, headers, body = fetch(app_server.url + local_path(str(ONTOLOGY)), "text/html")
     assert status == 200 and headers.get_content_type() == "text/html" and "Accept" in headers["Vary"]
     html = body.decode("utf-8")
     ids = re.findall(r'\bid="([^"]*)"', html)
@@ -214,12 +211,12 @@ def test_ontology_html_anchors_every_term(server):
     assert sorted(terms - set(ids)) == []
     # The term pages are the ontology page: /ontology/ and the version IRI serve it too.
     for path in (local_path(str(ONTOLOGY)) + "/", local_path(str(ONTOLOGY) + "/0.1.0")):
-        assert fetch(server.url + path, "text/html")[0] == 200
+        assert fetch(app_server.url + path, "text/html")[0] == 200
 
 
 @pytest.mark.parametrize("accept,parse_as", [("text/turtle", "turtle"), ("application/rdf+xml", "xml")])
-def test_ontology_for_tools(server, accept, parse_as):
-    status, headers, body = fetch(server.url + local_path(str(ONTOLOGY)), accept)
+def test_ontology_for_tools(app_server, accept, parse_as):
+    status, headers, body = fetch(app_server.url + local_path(str(ONTOLOGY)), accept)
     assert status == 200 and headers.get_content_type() == accept and "Accept" in headers["Vary"]
     served = Graph().parse(data=body, format=parse_as)
     assert len(served) == len(_ontology_file())
@@ -230,16 +227,16 @@ def test_ontology_for_tools(server, accept, parse_as):
 # VoID and dumps
 # --------------------------------------------------------------------------------------------------
 
-def _void(server) -> Graph:
-    status, headers, body = fetch(server.url + "/.well-known/void", "text/turtle")
+def _void(app_server) -> Graph:
+    status, headers, body = fetch(app_server.url + "/.well-known/void", "text/turtle")
     assert status == 200 and headers.get_content_type() == "text/turtle" and "Accept" in headers["Vary"]
     return Graph().parse(data=body, format="turtle")
 
 
-def test_void_describes_the_dataset_and_its_graphs(server, built):
-    void = _void(server)
+def test_void_describes_the_dataset_and_its_graphs(app_server, built):
+    void = _void(app_server)
     [dataset] = [d for d in void.subjects(RDF.type, VOID.Dataset) if (None, VOID.subset, d) not in void]
-    assert void.value(dataset, VOID.sparqlEndpoint) == URIRef(server.url + "/sparql")
+    assert void.value(dataset, VOID.sparqlEndpoint) == URIRef(app_server.url + "/sparql")
     assert str(void.value(dataset, VOID.uriSpace)) == str(ID)
     assert void.value(dataset, VOID.vocabulary) == ONTOLOGY
     assert int(void.value(dataset, VOID.triples)) > 10_000
@@ -254,10 +251,10 @@ def test_void_describes_the_dataset_and_its_graphs(server, built):
     assert source == ID["source/untc"]
 
 
-def test_void_dumps_download_and_match_their_checksums(server, built):
-    void = _void(server)
+def test_void_dumps_download_and_match_their_checksums(app_server, built):
+    void = _void(app_server)
     dumps = sorted(void.objects(None, VOID.dataDump))
-    assert URIRef(server.url + "/dumps/cmc-kg.nq") in dumps
+    assert URIRef(app_server.url + "/dumps/cmc-kg.nq") in dumps
     for url in dumps:
         status, headers, body = fetch(str(url))
         assert status == 200
@@ -269,12 +266,12 @@ def test_void_dumps_download_and_match_their_checksums(server, built):
         assert headers["Repr-Digest"] == "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
         status, _, sidecar = fetch(str(url) + ".sha256")
         assert status == 200 and sidecar.decode() == f"{digest}  {str(url).rsplit('/', 1)[1]}\n"
-    status, headers, body = fetch(server.url + "/dumps/cmc-kg.nq")
+    status, headers, body = fetch(app_server.url + "/dumps/cmc-kg.nq")
     assert headers.get_content_type() == "application/n-quads"
     assert body == built[0].dump_file.read_bytes()
     # Conditional and partial downloads.
-    assert fetch(server.url + "/dumps/cmc-kg.nq", headers={"If-None-Match": headers["ETag"]})[0] == 304
-    status, _, part = fetch(server.url + "/dumps/cmc-kg.nq", headers={"Range": "bytes=0-99"})
+    assert fetch(app_server.url + "/dumps/cmc-kg.nq", headers={"If-None-Match": headers["ETag"]})[0] == 304
+    status, _, part = fetch(app_server.url + "/dumps/cmc-kg.nq", headers={"Range": "bytes=0-99"})
     assert status == 206 and part == body[:100]
 
 
@@ -284,9 +281,9 @@ def test_templates_spell_no_project_iri():
         assert base not in path.read_text(encoding="utf-8"), path
 
 
-def test_dumps_index_lists_what_void_describes(server):
-    void = _void(server)
-    status, headers, body = fetch(server.url + "/dumps/")
+def test_dumps_index_lists_what_void_describes(app_server):
+    void = _void(app_server)
+    status, headers, body = fetch(app_server.url + "/dumps/")
     assert status == 200 and headers.get_content_type() == "text/html"
     page = body.decode()
     for url in void.objects(None, VOID.dataDump):
@@ -296,10 +293,10 @@ def test_dumps_index_lists_what_void_describes(server):
         assert "{:,}".format(int(void.value(url, DCAT.byteSize))) in page
 
 
-def test_the_jsonld_context_is_published_where_the_readme_says(server):
+def test_the_jsonld_context_is_published_where_the_readme_says(app_server):
     import json
 
-    status, headers, body = fetch(server.url + "/context.jsonld")
+    status, headers, body = fetch(app_server.url + "/context.jsonld")
     assert status == 200 and headers.get_content_type() == "application/ld+json"
     context = json.loads(body)["@context"]
     assert context["cmc"] == str(CMC) and context["kgorg"].endswith("/id/org/")
@@ -308,9 +305,9 @@ def test_the_jsonld_context_is_published_where_the_readme_says(server):
 
 @pytest.mark.parametrize("path", ["/", "/query", "/explore", "/explore/network", "/ontology", "/id/country/FRA",
                                   "/dumps/"])
-def test_every_page_family_has_the_same_site_navigation(server, path):
+def test_every_page_family_has_the_same_site_navigation(app_server, path):
     """Query, explore, ontology, entity and dump pages lead to one another through one navigation."""
-    status, _, body = fetch(server.url + path, headers={"Accept": "text/html"})
+    status, _, body = fetch(app_server.url + path, headers={"Accept": "text/html"})
     page = body.decode()
     assert status == 200 and page.count('class="site-nav"') == 1, path
     nav = page[page.index('class="site-nav"'):page.index("</nav>", page.index('class="site-nav"'))]

@@ -223,13 +223,14 @@ def test_the_check_runs_in_linear_time(unit):
 
 def test_a_megabyte_of_hostile_text_is_checked_well_within_the_time_limit():
     """The red-team's body: 40 KB took 17.6 s before. A whole megabyte now takes about a second at most; the
-    bound here is generous for a busy machine (the benchmark reports the figure)."""
-    started = time.perf_counter()
+    bound here is generous, and in CPU time, which other processes on a busy machine do not add to (the benchmark
+    reports the figure)."""
+    started = time.process_time()
     try:
         inspect("ASK {}" + "\\'''" * 250_000)
     except (QueryError, QueryRefused):
         pass
-    assert time.perf_counter() - started < 10
+    assert time.process_time() - started < 10
 
 
 def test_the_check_stops_at_its_deadline():

@@ -14,6 +14,9 @@ from cmc_kg.namespaces import GRAPH
 from cmc_kg.query import example_queries, select
 from conftest import start_oxigraph, start_server, stop_server
 
+pytestmark = pytest.mark.system
+
+
 @pytest.fixture(scope="module")
 def oxigraph(tmp_path_factory):
     """An Oxigraph server with an empty store; yields its base URL."""

@@ -13,6 +13,8 @@ import urllib.request
 import pytest
 from SPARQLWrapper import JSON, POST, SPARQLWrapper
 
+pytestmark = pytest.mark.system
+
 QUERY = "SELECT ?code WHERE { ?c cmc:isoAlpha3 ?code FILTER(?code IN ('FRA', 'NOR')) } ORDER BY ?code"
 
 

@@ -1,4 +1,5 @@
-"""The SPARQL 1.1 Protocol at /sparql, through a real `cmc-kg serve` on 127.0.0.1, as clients use it."""
+"""The SPARQL 1.1 Protocol at /sparql as clients use it: the app in process over the session's build, and a real
+`cmc-kg serve` on 127.0.0.1 for the limits (rows, request size, time)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import os
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -21,7 +20,7 @@ from rdflib import Dataset, Graph, URIRef
 from cmc_kg.namespaces import GRAPH, PREFIXES, SD
 from cmc_kg.query import default_graph_size, select
 
-from conftest import start_server, stop_server
+from conftest import exchange, start_server, stop_server
 
 CODES = "SELECT ?code WHERE { ?c cmc:isoAlpha3 ?code FILTER(?code IN ('FRA', 'NOR')) } ORDER BY ?code"
 CONSTRUCT = "CONSTRUCT { ?c rdfs:label ?l } WHERE { ?c cmc:isoAlpha3 ?code ; rdfs:label ?l FILTER(?code IN ('FRA', 'NOR')) }"
@@ -39,21 +38,17 @@ def call(url: str, query: str | None = None, method: str = "GET", body: bytes | 
         content_type = content_type or "application/x-www-form-urlencoded"
         fields = {}
     target = url + ("?" + urllib.parse.urlencode(fields, doseq=True) if fields else "")
-    request = urllib.request.Request(target, data=body, method=method, headers=dict(headers or {}))
+    headers = dict(headers or {})
     if content_type:
-        request.add_header("Content-Type", content_type)
+        headers["Content-Type"] = content_type
     if accept:
-        request.add_header("Accept", accept)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as failure:
-        return failure.code, failure.headers, failure.read()
+        headers["Accept"] = accept
+    return exchange(target, method, body, headers, timeout=30)
 
 
 @pytest.fixture(scope="module")
-def endpoint(server):
-    return server.url + "/sparql"
+def endpoint(app_server):
+    return app_server.url + "/sparql"
 
 
 def _codes(body: bytes) -> list[str]:
@@ -373,6 +368,7 @@ def test_the_default_row_cap_leaves_the_whole_graph_whole(endpoint, store):
     assert body.count(b"\n") - 1 == default_graph_size(store) > 25_000
 
 
+@pytest.mark.system
 def test_row_cap_is_signalled(limited):
     status, headers, body = call(limited.url + "/sparql", "SELECT ?s WHERE { ?s a cmc:Country }")
     assert status == 200 and headers["X-SPARQL-MaxRows"] == "50"
@@ -381,6 +377,7 @@ def test_row_cap_is_signalled(limited):
     assert "X-SPARQL-MaxRows" not in headers
 
 
+@pytest.mark.system
 def test_request_size_cap(limited):
     padding = "#" + "x" * 6000 + "\n"
     assert call(limited.url + "/sparql", padding + CODES)[0] == 413
@@ -388,23 +385,21 @@ def test_request_size_cap(limited):
     assert call(limited.url + "/sparql", CODES)[0] == 200
 
 
-def _children_cpu_seconds(pid: int) -> float:
-    """CPU time used so far by the direct children of a process (the query workers)."""
-    total = 0.0
+def _children(pid: int) -> set[int]:
+    """The direct children of a process (the query workers)."""
+    children: set[int] = set()
     for task in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{task}/children") as handle:
-            for child in handle.read().split():
-                try:
-                    with open(f"/proc/{child}/stat") as stat:
-                        fields = stat.read().rsplit(")", 1)[1].split()
-                    total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-                except FileNotFoundError:
-                    continue
-    return total
+            children |= {int(child) for child in handle.read().split()}
+    return children
 
 
+@pytest.mark.system
 def test_slow_query_is_stopped_while_others_are_answered(limited):
+    """What users rely on, with bounds that hold on a busy machine: the cheap query is answered while the slow one
+    still runs (before its 2 s limit), the slow one is stopped with 503, and the process that ran it is gone."""
     url = limited.url + "/sparql"
+    workers = _children(limited.process.pid)
     outcome = {}
 
     def slow():
@@ -414,16 +409,12 @@ def test_slow_query_is_stopped_while_others_are_answered(limited):
     thread = threading.Thread(target=slow)
     thread.start()
     time.sleep(0.3)
-    started = time.monotonic()
     status, _, body = call(url, CODES)
-    cheap_seconds = time.monotonic() - started
+    answered_while_running = thread.is_alive()
     thread.join(timeout=30)
-    assert status == 200 and _codes(body) == ["FRA", "NOR"] and cheap_seconds < 1.0
+    assert status == 200 and _codes(body) == ["FRA", "NOR"] and answered_while_running
     slow_status, slow_seconds = outcome["slow"]
-    assert slow_status == 503 and 1.5 < slow_seconds < 4.0
-    # The stopped query's process is gone: the workers use (almost) no CPU afterwards.
-    time.sleep(1.0)
-    before = _children_cpu_seconds(limited.process.pid)
-    time.sleep(1.0)
-    assert _children_cpu_seconds(limited.process.pid) - before < 0.2
+    assert slow_status == 503 and 1.5 < slow_seconds < 2 + 10
+    # The stopped query's process is gone (killed, and replaced by a fresh one): nothing keeps a core busy.
+    assert workers - _children(limited.process.pid)
     assert call(url, CODES)[0] == 200

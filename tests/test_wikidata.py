@@ -237,6 +237,7 @@ def linked(fake_wikidata, built, tmp_path_factory):
     return folder, args, result
 
 
+@pytest.mark.system
 def test_linker_reports_contradictions_and_writes_the_review(linked):
     folder, _, result = linked
     assert result.returncode == 0, result.stderr
@@ -258,11 +259,13 @@ def test_linker_reports_contradictions_and_writes_the_review(linked):
     assert (folder / "links.ttl").read_bytes() == (LINKS / "links.ttl").read_bytes()
 
 
+@pytest.mark.system
 def test_strict_exits_non_zero_on_a_contradiction(linked):
     _, args, _ = linked
     assert _cli(*args, "--strict").returncode == 1
 
 
+@pytest.mark.system
 def test_accepting_a_candidate_makes_a_scored_link(linked, tmp_path):
     folder, _, _ = linked
     curation = tmp_path / "curation.tsv"
@@ -283,6 +286,7 @@ def test_accepting_a_candidate_makes_a_scored_link(linked, tmp_path):
     assert (PREFIXES["treaty"]["ccm"], SKOS.exactMatch, WD.Q999999943) in graph
 
 
+@pytest.mark.system
 def test_offline_fetches_nothing_and_an_unreachable_endpoint_falls_back(tmp_path):
     listener = Listener()
     try:
@@ -301,6 +305,7 @@ def test_offline_fetches_nothing_and_an_unreachable_endpoint_falls_back(tmp_path
     assert not (tmp_path / "f.ttl").exists()
 
 
+@pytest.mark.system
 def test_429_with_retry_after_is_honoured(fake_wikidata, tmp_path):
     seen = []
 
@@ -326,6 +331,7 @@ def test_429_with_retry_after_is_honoured(fake_wikidata, tmp_path):
     assert (tmp_path / "facts.ttl").exists()
 
 
+@pytest.mark.system
 def test_a_long_retry_after_stops_the_run(tmp_path):
     proxy, url = _http_server(lambda h, b: (429, {"Retry-After": "3600"}, b"slow down"))
     try:
@@ -337,6 +343,7 @@ def test_a_long_retry_after_stops_the_run(tmp_path):
 
 # The enrichment snapshot.
 
+@pytest.mark.system
 def test_enrichment_snapshot_builds_and_is_queryable(fake_wikidata, repo_copy):
     output = repo_copy.graph_dir / "wikidata-enrichment" / "facts.ttl"
     result = _cli("enrich", "wikidata", "--endpoint", fake_wikidata, "--user-agent", USER_AGENT, "--output", str(output))
@@ -422,6 +429,7 @@ def test_federated_queries_have_headers_and_stay_out_of_the_main_examples():
     assert sorted(values) == sorted(f"wd:{q}" for e, q in _curation().items() if e.startswith("kgorg:"))
 
 
+@pytest.mark.system
 def test_q21_population_by_continent(federating, fake_wikidata, store):
     rows = _sparqlwrapper(federating, _federated("21", fake_wikidata))
     fixture = _fixture()
@@ -440,6 +448,7 @@ def test_q21_population_by_continent(federating, fake_wikidata, store):
     assert {r["continent"] for r in rows} == {"Europe", "North America", "Asia"}  # Kenya and Haiti only signed
 
 
+@pytest.mark.system
 def test_q22_capitals_of_signatories_not_ratified(federating, fake_wikidata):
     rows = _sparqlwrapper(federating, _federated("22", fake_wikidata))
     with open(SETTINGS.reference_dir / "ccm_participants_untc.csv", encoding="utf-8") as handle:
@@ -451,6 +460,7 @@ def test_q22_capitals_of_signatories_not_ratified(federating, fake_wikidata):
     assert len(expected) == 4
 
 
+@pytest.mark.system
 def test_q23_founding_beside_inception(federating, fake_wikidata):
     rows = _sparqlwrapper(federating, _federated("23", fake_wikidata))
     fixture = _fixture()
@@ -461,6 +471,7 @@ def test_q23_founding_beside_inception(federating, fake_wikidata):
     assert {r["founded"] for r in icbl} and all(r["inception"].startswith("1992-10") for r in icbl)
 
 
+@pytest.mark.system
 def test_q24_iso_codes_the_endpoint_disagrees_with(federating, fake_wikidata):
     rows = _sparqlwrapper(federating, _federated("24", fake_wikidata))
     fixture = _fixture()
@@ -470,6 +481,7 @@ def test_q24_iso_codes_the_endpoint_disagrees_with(federating, fake_wikidata):
     assert "NLD" in expected and "FRA" not in expected and len(expected) == 249 - 14
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("which,expected", [
     ("html", b"Unsupported Content-Type"), ("500", b"500"), ("dead", b"refused")])
 def test_failing_service_gives_502_with_the_reason(federating, broken_endpoints, which, expected):
@@ -479,11 +491,13 @@ def test_failing_service_gives_502_with_the_reason(federating, broken_endpoints,
     assert body.startswith(b"a SERVICE endpoint failed (<" + endpoint.encode() + b">)") and expected in body
 
 
+@pytest.mark.system
 def test_silent_service_failure_gives_no_rows(federating, broken_endpoints):
     status, _, body = call(federating, f"SELECT * WHERE {{ SERVICE SILENT <{broken_endpoints['dead']}> {{ ?s ?p ?o }} }}")
     assert status == 200 and json.loads(body)["results"]["bindings"] in ([], [{}])
 
 
+@pytest.mark.system
 def test_service_that_never_answers_is_stopped_by_the_query_timeout(federating, broken_endpoints):
     started = time.monotonic()
     status, _, body = call(federating, f"SELECT * WHERE {{ SERVICE <{broken_endpoints['hanging']}> {{ ?s ?p ?o }} }}")
@@ -491,6 +505,7 @@ def test_service_that_never_answers_is_stopped_by_the_query_timeout(federating, 
     assert call(federating, "ASK { country:FRA cmc:isoAlpha2 'FR' }")[0] == 200
 
 
+@pytest.mark.system
 def test_service_not_on_the_allowlist_is_refused_without_a_connection(federating, fake_wikidata):
     listener = Listener()
     try:

@@ -13,7 +13,7 @@ import random
 import socket
 import time
 import urllib.error
-from typing import Callable
+from typing import Any, Callable
 
 from rdflib import BNode, Literal, Namespace, URIRef
 from SPARQLWrapper import JSON, POST, SPARQLWrapper
@@ -103,7 +103,7 @@ class WikidataClient:
     def _backoff(self, attempt: int) -> float:
         return min(self.config.wikidata_max_retry_wait, 2.0 ** attempt) * (1 + random.random() / 4)
 
-    def select(self, query: str) -> list[dict[str, object]]:
+    def select(self, query: str) -> list[dict[str, Any]]:
         """Run a SELECT; retry what can be retried; raise EndpointUnreachable or EndpointError."""
         retries = max(0, self.config.wikidata_retries)
         for attempt in range(retries + 1):

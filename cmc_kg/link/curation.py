@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Sequence
 
 from rdflib import Graph, Literal, URIRef
 
@@ -101,7 +102,8 @@ def slug(key: str) -> str:
 
 def read_curation(path: Path) -> list[Decision]:
     """Read and check the curation file (extra columns, such as those of a pasted review row, are ignored)."""
-    decisions, seen = [], {}
+    decisions: list[Decision] = []
+    seen: dict = {}
     for line, row in numbered_rows(path, "\t", comments=True):
         where = f"{path}:{line}"
         missing = [c for c in COLUMNS if c != "note" and row.get(c) is None]
@@ -261,7 +263,7 @@ def _graph_entities(graph_dir: Path) -> dict[str, dict[str, set[URIRef]]]:
                     continue
                 for label in graph.objects(entity, RDFS.label):
                     if getattr(label, "language", None) == "en":
-                        found[kind].setdefault(str(label).casefold(), set()).add(entity)
+                        found[kind].setdefault(str(label).casefold(), set()).add(entity)  # type: ignore[arg-type]
     return found
 
 
@@ -275,7 +277,7 @@ def _label_variants(label: str) -> list[str]:
 
 
 def reference_decisions(reference_dir: Path, graph_dir: Path, today: str,
-                        existing: list[Decision] = ()) -> tuple[list[Decision], list[Candidate], list[str]]:
+                        existing: Sequence[Decision] = ()) -> tuple[list[Decision], list[Candidate], list[str]]:
     """Decisions the sourced reference tables support, candidates they do not, and what was skipped and why.
 
     States: every ISO 3166-1 row of countries_iso_wikidata_owid.csv, the QID OWID-CR gives (method

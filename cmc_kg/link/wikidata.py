@@ -17,7 +17,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from rdflib import Literal, URIRef
 
@@ -246,7 +246,7 @@ def _item_details(client: WikidataClient, qids: list[str], progress: Progress) -
     return found
 
 
-def find_candidates(client: WikidataClient, entities: list[LocalEntity], unverified: list[Candidate] = (),
+def find_candidates(client: WikidataClient, entities: list[LocalEntity], unverified: Sequence[Candidate] = (),
                     progress: Progress = lambda _: None) -> LinkReport:
     """Query the endpoint for every entity; return the review rows, the contradictions and the unconfirmed links."""
     report = LinkReport(entities=len(entities))

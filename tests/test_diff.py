@@ -132,5 +132,9 @@ def test_release_records_its_sources_and_changes_and_the_server_shows_them(built
         assert "Changed since release 2026.02" in finland
         assert "Finland, Convention on Cluster Munitions: accession 2026-02-05" in finland
         assert "Changed since release" not in page("/id/country/FRA")
+        ccm = page("/explore/treaty/ccm")
+        assert "Changed since release 2026.02" in ccm
+        assert "Finland, Convention on Cluster Munitions: accession 2026-02-05" in ccm
+        assert "Changed since release" not in page("/explore/treaty/ccw")
     finally:
         stop_server(server)

@@ -53,7 +53,7 @@ def _nginx_config(tmp: Path, nginx_port: int, replica_ports: list[int]) -> Path:
         (r"/var/cache/nginx/cmc-kg", str(tmp / "cache"), 1),
     ]
     for pattern, replacement, count in replacements:
-        recipe, found = re.subn(pattern, lambda _m: replacement, recipe, count=count)
+        recipe, found = re.subn(pattern, replacement.replace("\\", r"\\"), recipe, count=count)
         assert found, f"deploy/nginx/cmc-kg.conf no longer has {pattern!r}: update this test with it"
     (tmp / "cmc-kg.conf").write_text(recipe, encoding="utf-8")
     temp = "\n".join(f"    {kind}_temp_path {tmp / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))

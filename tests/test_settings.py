@@ -95,7 +95,7 @@ def test_every_setting_is_documented_in_readme_and_is_a_flag_of_its_commands():
     assert named <= set(commands), named - set(commands)
     for setting in fields(Settings):
         assert f"`{setting.name}`" in readme and f"{ENV_PREFIX}{setting.name.upper()}" in readme, setting.name
-    for name, command in commands.items():
+    for name in commands:
         help_text = runner.invoke(main, [*name.split(), "--help"]).output
         for setting in Settings.of(name):
             flag = setting.metadata["flag"] or "--" + setting.name.replace("_", "-")

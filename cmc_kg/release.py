@@ -52,7 +52,7 @@ def source_dates(dump: Path) -> dict[str, str]:
     store.bulk_load(path=str(dump), format=ox.RdfFormat.N_QUADS)
     rows = store.query(f"SELECT ?key ?asof WHERE {{ GRAPH <{SOURCES_GRAPH}> {{ ?s <{CMC.sourceKey}> ?key "
                        f"OPTIONAL {{ ?s <{CMC.asOf}> ?asof }} }} }}")
-    assert isinstance(rows, ox.QuerySolutions)
+    assert isinstance(rows, ox.QuerySolutions), "a SELECT query answers with rows"
     return dict(sorted((row["key"].value, row["asof"].value if row["asof"] else "") for row in rows))
 
 

@@ -13,6 +13,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import pyoxigraph as ox
 from rdflib import Graph, Literal, URIRef
@@ -90,6 +91,16 @@ class Snapshot:
     labels: dict[str, str]
 
 
+class _Action(TypedDict):
+    """A treaty action of a snapshot: its rows merged (one per kind, and per date where it has several)."""
+
+    kinds: set[URIRef]
+    dates: set[str]
+    scheduled: set[str]
+    actor: str
+    treaty: str
+
+
 def _dump_of(path: Path) -> tuple[Path, str]:
     """The N-Quads dump of a build or release folder (or a dump file), and the version to call it by."""
     if path.is_dir():
@@ -123,6 +134,7 @@ def load_snapshot(path: Path) -> Snapshot:
 
 def _select(store: ox.Store, text: str) -> list[dict[str, str]]:
     solutions = store.query(text, use_default_graph_as_union=True)
+    assert isinstance(solutions, ox.QuerySolutions), "only SELECT queries are read into rows"
     names = [v.value for v in solutions.variables]
     return [{name: solution[name].value for name in names if solution[name] is not None} for solution in solutions]
 
@@ -135,8 +147,8 @@ def diff(old: Snapshot, new: Snapshot) -> list[Change]:
     def name(iri: str) -> str:
         return label(iri) or iri
 
-    def actions(snapshot: Snapshot) -> dict[str, dict]:
-        found: dict[str, dict] = {}
+    def actions(snapshot: Snapshot) -> dict[str, _Action]:
+        found: dict[str, _Action] = {}
         for row in snapshot.rows["actions"]:
             entry = found.setdefault(row["x"], {"kinds": set(), "dates": set(), "scheduled": set(),
                                                 "actor": row["actor"], "treaty": row["treaty"]})
@@ -149,27 +161,30 @@ def diff(old: Snapshot, new: Snapshot) -> list[Change]:
     before, after = actions(old), actions(new)
     for iri in sorted(after.keys() | before.keys()):
         a, b = before.get(iri), after.get(iri)
-        entry = b or a
+        entry = b or before[iri]  # whichever exists: a or b may be None, not both
         what = f"{name(entry['actor'])}, {name(entry['treaty'])}"
         refs = (entry["actor"], entry["treaty"])
         kinds = sorted(entry["kinds"])
         action_name = ", ".join(sorted(name(str(k)) for k in kinds if str(k) != str(CMC.TreatyAction)))
         if a is None:
             kind = next((ACTION_KIND_OF[k] for k in kinds if k in ACTION_KIND_OF), CMC.TreatyActionAdded)
-            dates = " / ".join(sorted(b["dates"]))
-            extra = f" (to take effect {' / '.join(sorted(b['scheduled']))})" if b["scheduled"] else ""
+            dates = " / ".join(sorted(entry["dates"]))
+            extra = f" (to take effect {' / '.join(sorted(entry['scheduled']))})" if entry["scheduled"] else ""
             changes.append(Change(kind, iri, f"{what}: {action_name} {dates}{extra}", refs, new=dates))
         elif b is None:
-            dates = " / ".join(sorted(a["dates"]))
+            dates = " / ".join(sorted(entry["dates"]))
             changes.append(Change(CMC.TreatyActionRemoved, iri, f"{what}: {action_name} {dates}", refs, old=dates))
         else:
-            for field, words in (("dates", "date"), ("scheduled", "date it is to take effect")):
-                if a[field] != b[field]:
-                    was, now = " / ".join(sorted(a[field])) or "none", " / ".join(sorted(b[field])) or "none"
-                    changes.append(Change(CMC.DateChanged, iri, f"{what}: {action_name}, {words} {was} → {now}",
-                                          refs, old=was, new=now))
+            for old_dates, new_dates, words in ((a["dates"], b["dates"], "date"),
+                                                (a["scheduled"], b["scheduled"], "date it is to take effect")):
+                if old_dates != new_dates:
+                    old_text = " / ".join(sorted(old_dates)) or "none"
+                    new_text = " / ".join(sorted(new_dates)) or "none"
+                    changes.append(Change(CMC.DateChanged, iri,
+                                          f"{what}: {action_name}, {words} {old_text} → {new_text}",
+                                          refs, old=old_text, new=new_text))
 
-    def keyed(snapshot: Snapshot, query: str) -> dict[str, dict]:
+    def keyed(snapshot: Snapshot, query: str) -> dict[str, dict[str, str]]:
         return {row["x"]: row for row in snapshot.rows[query]}
 
     for query, added, removed in (("organizations", CMC.OrganizationAdded, CMC.OrganizationRemoved),
@@ -180,26 +195,29 @@ def diff(old: Snapshot, new: Snapshot) -> list[Change]:
 
     was, now = keyed(old, "memberships"), keyed(new, "memberships")
     for iri in sorted(now.keys() | was.keys()):
-        a, b = was.get(iri), now.get(iri)
-        row = b or a
+        old_row, new_row = was.get(iri), now.get(iri)
+        row = new_row or was[iri]  # whichever exists
         refs = (row["member"], row["organization"])
-        if a is None:
+        if old_row is None:
             changes.append(Change(CMC.MembershipAdded, iri, name(iri), refs))
-        elif b is None:
+        elif new_row is None:
             changes.append(Change(CMC.MembershipEnded, iri, f"{name(iri)}: no longer recorded", refs))
-        elif b.get("end") and b.get("end") != a.get("end"):
-            changes.append(Change(CMC.MembershipEnded, iri, f"{name(iri)}: ended {b['end']}", refs,
-                                  old=a.get("end", ""), new=b["end"]))
+        elif new_row.get("end") and new_row.get("end") != old_row.get("end"):
+            changes.append(Change(CMC.MembershipEnded, iri, f"{name(iri)}: ended {new_row['end']}", refs,
+                                  old=old_row.get("end", ""), new=new_row["end"]))
 
     was, now = keyed(old, "notes"), keyed(new, "notes")
     for iri in sorted(now.keys() | was.keys(), key=lambda i: (i.rsplit("/", 1)[0], int(i.rsplit("/", 1)[1])
                                                                if i.rsplit("/", 1)[1].isdigit() else 0, i)):
-        a, b = was.get(iri), now.get(iri)
-        if a is None:
-            changes.append(Change(CMC.NoteAdded, iri, f"{name(iri)}: {b['text']}", (b["treaty"],), new=b["text"]))
-        elif b is not None and a["text"] != b["text"]:
-            changes.append(Change(CMC.NoteChanged, iri, f"{name(iri)}: {b['text']}", (b["treaty"],),
-                                  old=a["text"], new=b["text"]))
+        old_row, new_row = was.get(iri), now.get(iri)
+        if new_row is None:  # a note no longer recorded is not reported
+            continue
+        if old_row is None:
+            changes.append(Change(CMC.NoteAdded, iri, f"{name(iri)}: {new_row['text']}", (new_row["treaty"],),
+                                  new=new_row["text"]))
+        elif old_row["text"] != new_row["text"]:
+            changes.append(Change(CMC.NoteChanged, iri, f"{name(iri)}: {new_row['text']}", (new_row["treaty"],),
+                                  old=old_row["text"], new=new_row["text"]))
 
     was, now = keyed(old, "sources"), keyed(new, "sources")
     for iri in sorted(now.keys() & was.keys()):

@@ -128,11 +128,17 @@ class ExportFormat:
     takes_inferred: bool = True
 
 
+def _rdf_writer(format_name: str) -> Callable[[ox.Store, bool], bytes]:
+    return lambda store, inferred: export_rdf(store, format_name, inferred)
+
+
+def _table_writer(name: str, fmt: Format) -> Callable[[ox.Store, bool], bytes]:
+    return lambda store, inferred: export_table(store, name, fmt)
+
+
 EXPORT_FORMATS: dict[str, ExportFormat] = {
-    **{name: ExportFormat(fmt, lambda store, inferred, name=name: export_rdf(store, name, inferred))
-       for name, fmt in RDF_FORMATS.items()},
-    **{f"{csv_format.name}-{name}": ExportFormat(
-        csv_format, lambda store, inferred, name=name, fmt=csv_format: export_table(store, name, fmt), False)
+    **{name: ExportFormat(fmt, _rdf_writer(name)) for name, fmt in RDF_FORMATS.items()},
+    **{f"{csv_format.name}-{name}": ExportFormat(csv_format, _table_writer(name, csv_format), False)
        for csv_format in (RESULT_FORMATS["csv"], RESULT_FORMATS["csv-excel"]) for name in TABLES},
     "graphml": ExportFormat(FILE_FORMATS["graphml"], lambda store, inferred: export_graphml(store), False),
 }

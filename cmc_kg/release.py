@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pyoxigraph as ox
 
@@ -51,6 +52,7 @@ def source_dates(dump: Path) -> dict[str, str]:
     store.bulk_load(path=str(dump), format=ox.RdfFormat.N_QUADS)
     rows = store.query(f"SELECT ?key ?asof WHERE {{ GRAPH <{SOURCES_GRAPH}> {{ ?s <{CMC.sourceKey}> ?key "
                        f"OPTIONAL {{ ?s <{CMC.asOf}> ?asof }} }} }}")
+    assert isinstance(rows, ox.QuerySolutions), "a SELECT query answers with rows"
     return dict(sorted((row["key"].value, row["asof"].value if row["asof"] else "") for row in rows))
 
 
@@ -83,8 +85,9 @@ def make_release(settings: Paths, version: str, since: Path | None, releases_dir
     if target.exists():
         raise ReleaseError(f"{target} exists: a release is never overwritten; choose a new version")
     build_dir = settings.build_dir
-    release = {"version": version, "released": today or dt.datetime.now(dt.timezone.utc).date().isoformat(),
-               "sources_as_at": source_dates(dump), "since": None}
+    release: dict[str, Any] = {"version": version,
+                               "released": today or dt.datetime.now(dt.timezone.utc).date().isoformat(),
+                               "sources_as_at": source_dates(dump), "since": None}
     staging = Path(tempfile.mkdtemp(dir=build_dir, prefix=".release-"))
     try:
         files = [DUMP_NAME]

@@ -6,6 +6,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ENV_PREFIX", "REPO_ROOT", "Paths", "Settings"]
 
@@ -212,18 +213,19 @@ class Settings:
         unknown one is refused), the rest belongs to other programs.
         """
         known = {f.name: f for f in fields(cls)}
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
 
         def put(name: str, value, origin: str):
             if name not in known:
                 raise ValueError(f"unknown setting {name!r} in {origin}; known: {', '.join(sorted(known))}")
             parse = known[name].metadata["parse"]
+            kind: Any = type(known[name].default)  # every setting has a default (_setting)
             try:
                 values[name] = parse(value) if isinstance(value, str) else (
-                    tuple(value) if isinstance(value, list) else type(known[name].default)(value))
+                    tuple(value) if isinstance(value, list) else kind(value))
             except (TypeError, ValueError):
                 raise ValueError(f"setting {name!r} in {origin}: {value!r} is not a valid "
-                                 f"{type(known[name].default).__name__}") from None
+                                 f"{kind.__name__}") from None
 
         if config_file is not None:
             with open(config_file, "rb") as handle:
@@ -239,7 +241,7 @@ class Settings:
 
     def paths(self) -> Paths:
         root = Path(self.root) if self.root else default_root()
-        return Paths(root, Path(self.build_dir) if self.build_dir else None)
+        return Paths(root, Path(self.build_dir)) if self.build_dir else Paths(root)
 
     @property
     def public_url(self) -> str:

@@ -76,7 +76,8 @@ def numbered_rows(path: Path, delimiter: str = ",", comments: bool = False) -> l
     with open(path, encoding="utf-8", newline="") as handle:
         numbered = [(n, line) for n, line in enumerate(handle, start=1) if not (comments and line.startswith("#"))]
     reader = csv.reader((line for _, line in numbered), delimiter=delimiter)
-    header, rows = next(reader, []), []
+    header = next(reader, [])
+    rows: list[tuple[int, dict[str, str]]] = []
     while True:
         start = reader.line_num  # lines read so far: the next row starts on the one after them
         values = next(reader, None)

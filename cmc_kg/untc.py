@@ -194,7 +194,7 @@ def parse_page(page: str, where: str) -> Page:
             raise LayoutError(f"{where}: participant table row {number} has no participant name")
         entries = {key: _entry(cell, f"{where}: {name}, column {key}") for key, cell in zip(keys[1:], cells[1:])}
         participants.append(Participant(name, notes, entries))
-    notes = {}
+    end_notes = {}
     if "dgNotesAll" in page:
         for block in re.findall(r"(?is)<div\b[^>]*class=\"divNotesAll\"[^>]*>(.*?)</div>",
                                 _table(page, "_dgNotesAll", where, "the end-note table (id \"..._dgNotesAll\")")):
@@ -202,8 +202,8 @@ def parse_page(page: str, where: str) -> Page:
             if not match:
                 raise LayoutError(f"{where}: expected an end-note to start with <a name='N'>N</a>, found "
                                   f"{_text(block)[:60]!r}")
-            notes[match.group(1)] = _text(match.group(2))
-    return Page(mtdsg, as_at, participants, notes, source=where)
+            end_notes[match.group(1)] = _text(match.group(2))
+    return Page(mtdsg, as_at, participants, end_notes, source=where)
 
 
 class Countries:
@@ -431,7 +431,7 @@ def refresh_untc(reference: Path, files: list[Path] | None, retrieved: str, url_
         raise LayoutError(f"the pages are as at different dates ({', '.join(dates)}); read them again together")
     sources = source_record_dates(sources_file, dates[0]) if sources_file else None
     changed = write_tables(tables, pages, reference)
-    if sources is not None and sources != sources_file.read_text(encoding="utf-8"):
+    if sources_file and sources is not None and sources != sources_file.read_text(encoding="utf-8"):
         _atomic_write(sources_file, sources)
         changed.append(sources_file)
     return pages, changed

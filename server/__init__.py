@@ -6,6 +6,8 @@ ontology and graph pages, VoID, dumps), `explore` (treaty status and coalition n
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from flask import Flask, Response
 
 from cmc_kg.engine import EngineBusy, NotAcceptable, OutOfMemory, QueryTimeout, WorkerCrashed
@@ -57,8 +59,9 @@ def _malformed(malformed: QueryError) -> Response:
     return error(400, f"this address does not name anything a query can ask about: {malformed}")
 
 
-ERROR_HANDLERS = [((QueryTimeout, EngineBusy), _unavailable), ((WorkerCrashed, OutOfMemory), _not_retried),
-                  ((TooManyQueries,), _throttled), ((NotAcceptable,), _not_acceptable), ((QueryError,), _malformed)]
+ERROR_HANDLERS: list[tuple[tuple[type[Exception], ...], Callable[[Any], Response]]] = [
+    ((QueryTimeout, EngineBusy), _unavailable), ((WorkerCrashed, OutOfMemory), _not_retried),
+    ((TooManyQueries,), _throttled), ((NotAcceptable,), _not_acceptable), ((QueryError,), _malformed)]
 
 
 def create_app(config: Settings | None = None, engine=None) -> Flask:

@@ -94,7 +94,7 @@ def rdf_response(graph: Graph) -> Response:
     """An rdflib graph in the negotiated RDF format (406 when none is acceptable), its triples sorted by
     subject so that Turtle groups them."""
     fmt = negotiate(RDF_FORMATS, "turtle")
-    if fmt is None:
+    if not isinstance(fmt, Format):  # None: no RDF format is acceptable (no other media type was offered)
         return not_acceptable()
     data = graph.serialize(format="nt", encoding="utf-8")
     triples = sorted((q.triple for q in ox.parse(data, format=ox.RdfFormat.N_TRIPLES)),
@@ -138,9 +138,9 @@ def compress(response: Response) -> Response:
     response.headers["Content-Encoding"] = "gzip"
     etag, weak = response.get_etag()
     if etag:
-        response.set_etag(etag + GZIP_SUFFIX, weak)
+        response.set_etag(etag + GZIP_SUFFIX, bool(weak))
         if etag + GZIP_SUFFIX in request.if_none_match:
-            return response.make_conditional(request)
+            response.make_conditional(request)  # makes it a 304 in place
     return response
 
 

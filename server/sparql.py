@@ -43,7 +43,7 @@ def _decoded(data: bytes, charset: str) -> str:
 def _form_fields(body: bytes, charset: str) -> MultiDict:
     """An application/x-www-form-urlencoded body, its percent-escapes read in the declared charset (Werkzeug
     reads every form as UTF-8, replacing what is not)."""
-    fields = MultiDict()
+    fields: MultiDict[str, str] = MultiDict()
     for part in body.split(b"&"):
         if part:
             name, _, value = part.partition(b"=")

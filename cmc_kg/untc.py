@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .namespaces import ONTOLOGY
 from .tables import COUNTRIES_FILE, NOTES_FILE, PARTICIPANT_FILES
 
 __all__ = ["PAGES", "PAGE_URL", "LayoutError", "Page", "parse_page", "read_pages", "tables_from_pages",
@@ -401,7 +402,7 @@ def read_pages(files: list[Path] | None, retrieved: str, url_template: str = PAG
         for mtdsg in PAGES:
             url = url_template.format(mtdsg=mtdsg)
             progress(f"downloading {url}")
-            request = urllib.request.Request(url, headers={"User-Agent": "cmc-kg refresh (https://w3id.org/cmc-kg)"})
+            request = urllib.request.Request(url, headers={"User-Agent": f"cmc-kg refresh ({ONTOLOGY})"})
             try:
                 with urllib.request.urlopen(request, timeout=timeout) as response:
                     sources.append((url, response.read(), url))

@@ -7,8 +7,8 @@ from flask import Blueprint, Response, request
 from rdflib import BNode, Graph, Literal, URIRef
 from werkzeug.datastructures import MultiDict
 
-from cmc_kg.engine import (AnswerTooLarge, EngineBusy, NotAcceptable, OutOfMemory, QueryRequest, QueryTimeout,
-                           ServiceError, WorkerCrashed)
+from cmc_kg.contract import (AnswerTooLarge, EngineBusy, NotAcceptable, OutOfMemory, QueryRequest, QueryTimeout,
+                             ServiceError, WorkerCrashed)
 from cmc_kg.formats import RDF_FORMATS, RESULT_FORMATS, Format, by_name_or_type, write_triples
 from cmc_kg.namespaces import RDF, SD, VOID, XSD, bind_prefixes
 from cmc_kg.query import QueryError
@@ -93,7 +93,7 @@ def sparql():
         return error(413, f"the query is longer than the limit of {state.config.max_request_bytes} bytes")
     default_graphs = tuple(params.getlist("default-graph-uri")) or None
     named_graphs = tuple(params.getlist("named-graph-uri")) or None
-    graphs = state.graphs if state.graphs is not None else frozenset()
+    graphs = state.graphs
     try:  # the query itself is checked by the engine, where the time limit applies (cmc_kg/safety.py)
         check_graphs(default_graphs or (), graphs, "default-graph-uri")
         check_graphs(named_graphs or (), graphs, "named-graph-uri")

@@ -400,7 +400,8 @@ def test_void_as_rdfxml_and_a_refusal_asked_by_the_format_parameter(server):
 class InProcessEngine:
     """Answers in the server's own process, as `--store` does: a writer's refusal reaches Flask as an exception."""
 
-    graphs = None
+    build_id = loaded = "in-process"
+    graphs: frozenset[str] = frozenset()
 
     def __init__(self, store: ox.Store):
         self.store, self.triples = store, len(store)
@@ -409,6 +410,18 @@ class InProcessEngine:
         from cmc_kg.engine import evaluate
 
         return evaluate(self.store, request)
+
+    def latest(self):
+        return self.loaded
+
+    def live_workers(self):
+        return None
+
+    def close(self, wait: float = 0.0):
+        pass
+
+    def retire(self):
+        pass
 
 
 def test_a_refusal_raised_in_the_server_process_is_406_on_sparql_and_on_pages():

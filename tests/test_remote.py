@@ -1,18 +1,26 @@
-"""`cmc-kg push` and `cmc-kg serve --store` against a real Oxigraph server on 127.0.0.1."""
+"""`cmc-kg push` and `cmc-kg serve --store` against a real Oxigraph server and a real Virtuoso 7 on 127.0.0.1."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import secrets
+import shutil
 import subprocess
 import sys
+import threading
+import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from cmc_kg.namespaces import GRAPH
+from cmc_kg.namespaces import DCTERMS, GRAPH, MERGED_GRAPH, PUSH_GRAPH
 from cmc_kg.query import example_queries, select
-from conftest import start_oxigraph, start_server, stop_server
+from conftest import free_port, start_oxigraph, start_server, stop_server
+
 
 @pytest.fixture(scope="module")
 def oxigraph(tmp_path_factory):
@@ -23,26 +31,123 @@ def oxigraph(tmp_path_factory):
     process.wait(timeout=10)
 
 
-def _remote_select(url: str, query: str) -> list[dict]:
-    request = urllib.request.Request(url + "/query", urllib.parse.urlencode({"query": query}).encode(),
+VIRTUOSO_INI = """\
+[Database]
+DatabaseFile = {dir}/virtuoso.db
+ErrorLogFile = {dir}/virtuoso.log
+LockFile = {dir}/virtuoso.lck
+TransactionFile = {dir}/virtuoso.trx
+xa_persistent_file = {dir}/virtuoso.pxa
+TempStorage = TempDatabase
+[TempDatabase]
+DatabaseFile = {dir}/virtuoso-temp.db
+TransactionFile = {dir}/virtuoso-temp.trx
+[Parameters]
+ServerPort = 127.0.0.1:{sql_port}
+DisableUnixSocket = 1
+DirsAllowed = {dir}
+NumberOfBuffers = 10000
+MaxDirtyBuffers = 6000
+ThreadsPerQuery = 2
+[HTTPServer]
+ServerPort = 127.0.0.1:{http_port}
+ServerRoot = {dir}
+ServerThreads = 8
+Charset = UTF-8
+[SPARQL]
+ResultSetMaxRows = 1000000
+MaxQueryExecutionTime = 120
+"""
+
+
+class Virtuoso:
+    """Debian's Virtuoso 7 with its own ini and database in a temporary folder, and a user allowed to write."""
+
+    def __init__(self, folder: Path):
+        if shutil.which("virtuoso-t") is None:
+            pytest.fail("virtuoso-t is missing: install Debian's virtuoso-opensource (python3 tasks.py test does)",
+                        pytrace=False)
+        self.folder, self.sql_port, http_port = folder, free_port(), free_port()
+        (folder / "virtuoso.ini").write_text(VIRTUOSO_INI.format(dir=folder, sql_port=self.sql_port,
+                                                                 http_port=http_port))
+        self.url = f"http://127.0.0.1:{http_port}"
+        self.process = subprocess.Popen(["virtuoso-t", "+foreground", "+configfile", str(folder / "virtuoso.ini")],
+                                        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300  # a new database takes about 20 s on an idle machine
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/sparql?query=ASK%7B%7D", timeout=5)
+                break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"Virtuoso did not answer on {self.url} within 300 s; its log:\n{self.log()}",
+                                pytrace=False)
+                time.sleep(0.5)
+        self.user, self.password = "cmc_push", secrets.token_hex(12)
+        self.isql(f"DB.DBA.USER_CREATE('{self.user}', '{self.password}'); GRANT SPARQL_UPDATE TO \"{self.user}\"; "
+                  f"DB.DBA.RDF_DEFAULT_USER_PERMS_SET('{self.user}', 7);")
+
+    def isql(self, statements: str) -> None:
+        done = subprocess.run(["isql-vt", f"127.0.0.1:{self.sql_port}", "dba", "dba", f"exec={statements}"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "Error" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+    def log(self) -> str:
+        path = self.folder / "virtuoso.log"
+        return "".join(path.read_text(errors="replace").splitlines(True)[-40:]) if path.exists() else "(no log)"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def virtuoso(tmp_path_factory):
+    engine = Virtuoso(tmp_path_factory.mktemp("virtuoso"))
+    yield engine
+    engine.stop()
+
+
+def _remote_select(query_url: str, query: str, dataset: tuple = ()) -> list[dict]:
+    request = urllib.request.Request(query_url, urllib.parse.urlencode([("query", query), *dataset]).encode(),
                                      {"Accept": "application/sparql-results+json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())["results"]["bindings"]
 
 
-def _row(row: dict[str, str]) -> tuple:
-    """A row to compare across engines: GROUP_CONCAT lists in any order."""
-    return tuple(sorted((k, "; ".join(sorted(v.split("; ")))) for k, v in row.items()))
+def _push(build_dir: Path, endpoint: str, *flags: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cmc_kg.cli", "push", "--endpoint", endpoint,
+                           "--build-dir", str(build_dir), *flags], capture_output=True, text=True, timeout=600,
+                          env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None})
 
 
-def _push(built, oxigraph):
-    return subprocess.run([sys.executable, "-m", "cmc_kg.cli", "push", "--endpoint", oxigraph + "/store",
-                           "--build-dir", str(built[0].build_dir)], capture_output=True, text=True, timeout=120)
-
-
-def _graph_sizes(url: str) -> dict[str, int]:
-    rows = _remote_select(url, "SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g")
+def _graph_sizes(query_url: str) -> dict[str, int]:
+    rows = _remote_select(query_url, "SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g")
     return {r["g"]["value"]: int(r["n"]["value"]) for r in rows}
+
+
+def _pushed_build(query_url: str) -> str | None:
+    rows = _remote_select(query_url, f"SELECT ?b WHERE {{ GRAPH <{PUSH_GRAPH}> {{ <{PUSH_GRAPH}> "
+                                     f"<{DCTERMS.identifier}> ?b }} }}")
+    return rows[0]["b"]["value"] if len(rows) == 1 else None
+
+
+def _local_sizes(store) -> dict[str, int]:
+    return {r["g"]: int(r["n"]) for r in select(
+        store, "SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g").rows}
+
+
+def _second_build(built, folder: Path) -> Path:
+    """A copy of the build with one more fact in a graph of its own: a newer build to push."""
+    (folder / "cmc-kg.nq").write_bytes(Path(built[0].dump_file).read_bytes() + (
+        f'<{GRAPH}fresh-fact> <{DCTERMS.title}> "a fact only the second build has" <{GRAPH}fresh-fact> .\n'
+    ).encode())
+    return folder
 
 
 def test_push_uploads_every_graph_and_replaces_the_previous_upload(built, store, oxigraph):
@@ -51,28 +156,150 @@ def test_push_uploads_every_graph_and_replaces_the_previous_upload(built, store,
         urllib.request.urlopen(urllib.request.Request(
             f"{oxigraph}/store?{urllib.parse.urlencode({'graph': graph})}", b"<urn:a> <urn:b> <urn:c> .\n",
             {"Content-Type": "application/n-triples"}, method="PUT"), timeout=10)
-    result = _push(built, oxigraph)
-    assert result.returncode == 0, result.stderr
-    local = {r["g"]: int(r["n"]) for r in select(
-        store, "SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g").rows}
-    assert _graph_sizes(oxigraph) == {**local, foreign: 1}
-    assert _push(built, oxigraph).returncode == 0
-    assert _graph_sizes(oxigraph) == {**local, foreign: 1}
+    local = _local_sizes(store)
+    for _ in range(2):
+        result = _push(built[0].build_dir, oxigraph + "/store")
+        assert result.returncode == 0, result.stderr
+        # the build's graphs, the record of the push (its build id and one line per graph), the foreign graph kept
+        assert _graph_sizes(oxigraph + "/query") == {**local, str(PUSH_GRAPH): len(local) + 1, foreign: 1}
     merged = select(store, "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }").rows[0]["n"]
-    assert _remote_select(oxigraph, "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")[0]["n"]["value"] == merged
+    assert _remote_select(oxigraph + "/query", "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")[0]["n"]["value"] == merged
+    assert _pushed_build(oxigraph + "/query") == json.loads(built[0].report_file.read_text())["dump_sha256"]
 
 
-def test_serve_over_the_remote_store_answers_like_the_embedded_one(built, store, oxigraph):
-    assert _push(built, oxigraph).returncode == 0
+def _normalised(bindings: list[dict]) -> list[tuple]:
+    """Rows to compare across engines, as a sorted list: GROUP_CONCAT lists in any order, and numbers by value
+    (Virtuoso writes a decimal 0.5 as 0.5 where Oxigraph may write 0.50, and types COUNT as xsd:int)."""
+    def value(term: dict) -> str:
+        text = term["value"]
+        if term.get("datatype", "").startswith("http://www.w3.org/2001/XMLSchema#") and \
+                re.fullmatch(r"-?\d+(\.\d*)?([eE][-+]?\d+)?", text):
+            return repr(float(text))
+        return "; ".join(sorted(text.split("; ")))
+    return sorted(tuple(sorted((k, value(v)) for k, v in row.items())) for row in bindings)
+
+
+def _served_answers(url: str, example) -> list[tuple]:
+    request = urllib.request.Request(url + "/sparql", urllib.parse.urlencode({"query": example.text}).encode(),
+                                     {"Accept": "application/sparql-results+json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return _normalised(json.loads(response.read())["results"]["bindings"])
+
+
+def _embedded_answers(server, example) -> list[tuple]:
+    return _served_answers(server.url, example)
+
+
+def test_serve_over_oxigraph_answers_like_the_embedded_store(built, server, oxigraph):
+    assert _push(built[0].build_dir, oxigraph + "/store").returncode == 0
     live = start_server(built[0].build_dir, "--store", oxigraph + "/query")
     try:
         for example in example_queries():
-            request = urllib.request.Request(live.url + "/sparql", urllib.parse.urlencode(
-                {"query": example.text}).encode(), {"Accept": "application/sparql-results+json"})
-            with urllib.request.urlopen(request, timeout=30) as response:
-                answer = json.loads(response.read())
-            remote = sorted(_row({k: v["value"] for k, v in b.items()}) for b in answer["results"]["bindings"])
-            local = sorted(_row(row) for row in select(store, example.text).rows)
-            assert remote == local, example.path.name
+            assert _served_answers(live.url, example) == _embedded_answers(server, example), example.path.name
     finally:
         stop_server(live)
+
+
+def _virtuoso_push(built_dir: Path, virtuoso: Virtuoso, env: dict | None = None) -> subprocess.CompletedProcess:
+    return _push(built_dir, virtuoso.url + "/sparql-graph-crud-auth", "--query-endpoint", virtuoso.url + "/sparql",
+                 "--update-endpoint", virtuoso.url + "/sparql-auth",
+                 env={"CMC_PUSH_USER": virtuoso.user, "CMC_PUSH_PASSWORD": virtuoso.password, **(env or {})})
+
+
+def test_push_to_virtuoso_needs_its_credentials_and_never_shows_them(built, virtuoso, tmp_path):
+    refused = _push(built[0].build_dir, virtuoso.url + "/sparql-graph-crud", "--query-endpoint",
+                    virtuoso.url + "/sparql")
+    assert refused.returncode != 0 and "403" in refused.stderr
+    anonymous = _virtuoso_push(built[0].build_dir, virtuoso, env={"CMC_PUSH_USER": None, "CMC_PUSH_PASSWORD": None,
+                                                                  "NETRC": str(tmp_path / "none")})
+    assert anonymous.returncode != 0 and "401" in anonymous.stderr and "CMC_PUSH_PASSWORD" in anonymous.stderr
+    wrong = _virtuoso_push(built[0].build_dir, virtuoso, env={"CMC_PUSH_PASSWORD": "not-" + virtuoso.password})
+    assert wrong.returncode != 0 and "refused the credentials" in wrong.stderr
+    assert "not-" + virtuoso.password not in wrong.stdout + wrong.stderr
+    assert _pushed_build(virtuoso.url + "/sparql") is None  # nothing was switched
+    in_url = _push(built[0].build_dir, virtuoso.url.replace("//", f"//{virtuoso.user}:{virtuoso.password}@")
+                   + "/sparql-graph-crud-auth")
+    assert in_url.returncode != 0 and "password in a URL is refused" in in_url.stderr
+    assert virtuoso.password not in in_url.stderr.replace(virtuoso.url.replace("//", f"//{virtuoso.user}:"), "")
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login {virtuoso.user} password {virtuoso.password}\n")
+    netrc.chmod(0o600)
+    pushed = _virtuoso_push(built[0].build_dir, virtuoso, env={"CMC_PUSH_USER": None, "CMC_PUSH_PASSWORD": None,
+                                                              "NETRC": str(netrc)})
+    assert pushed.returncode == 0, pushed.stderr
+    assert virtuoso.password not in pushed.stdout + pushed.stderr
+    assert _pushed_build(virtuoso.url + "/sparql") == json.loads(built[0].report_file.read_text())["dump_sha256"]
+
+
+def test_serve_over_virtuoso_answers_every_example_like_the_embedded_store(built, store, server, virtuoso):
+    started = time.perf_counter()
+    pushed = _virtuoso_push(built[0].build_dir, virtuoso)
+    assert pushed.returncode == 0, pushed.stderr + virtuoso.log()
+    print(f"push to Virtuoso: {time.perf_counter() - started:.1f} s")
+    # Virtuoso's own default graph is every graph it holds, so the merged default graph went into a graph of its own
+    assert _graph_sizes(virtuoso.url + "/sparql")[str(MERGED_GRAPH)] == int(
+        select(store, "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }").rows[0]["n"])
+    live = start_server(built[0].build_dir, "--store", virtuoso.url + "/sparql")
+    try:
+        health = json.loads(urllib.request.urlopen(live.url + "/health", timeout=30).read())
+        embedded = json.loads(urllib.request.urlopen(server.url + "/health", timeout=30).read())
+        assert (health["build"], health["triples"]) == (embedded["build"], embedded["triples"])
+        differ = [example.path.name for example in example_queries()
+                  if _served_answers(live.url, example) != _embedded_answers(server, example)]
+        assert differ == []
+    finally:
+        stop_server(live)
+
+
+@pytest.mark.parametrize("engine", ["oxigraph", "virtuoso"])
+def test_a_push_switches_readers_at_once_and_serve_store_follows_it(engine, built, tmp_path, request):
+    """Readers polling the engine during a push see the old build or the new one, never a mix; the server over
+    it then answers from the new build, with a new build id and ETag, not from its cache."""
+    if engine == "oxigraph":
+        base = request.getfixturevalue("oxigraph")
+        query_url, do_push = base + "/query", lambda folder: _push(folder, base + "/store")
+        dataset = ()
+    else:
+        virtuoso = request.getfixturevalue("virtuoso")
+        query_url, do_push = virtuoso.url + "/sparql", lambda folder: _virtuoso_push(folder, virtuoso)
+        dataset = (("default-graph-uri", str(MERGED_GRAPH)), ("named-graph-uri", str(PUSH_GRAPH)))
+    assert do_push(built[0].build_dir).returncode == 0
+    live = start_server(built[0].build_dir, "--store", query_url, "--reload-interval", "0.5")
+    try:
+        probe = {"query": f"ASK {{ ?s <{DCTERMS.title}> \"a fact only the second build has\" }}"}
+        first = urllib.request.urlopen(f"{live.url}/sparql?{urllib.parse.urlencode(probe)}", timeout=30)
+        old_etag, old_body = first.headers["ETag"], first.read()
+        assert b"false" in old_body
+        old_build = json.loads(urllib.request.urlopen(live.url + "/health", timeout=30).read())["build"]
+
+        # one query reads both the default graph's size and the build id: they must always belong together
+        consistency = (f"SELECT ?n ?b WHERE {{ {{ SELECT (COUNT(*) AS ?n) WHERE {{ ?s ?p ?o }} }} "
+                       f"GRAPH <{PUSH_GRAPH}> {{ <{PUSH_GRAPH}> <{DCTERMS.identifier}> ?b }} }}")
+        seen, stop = set(), threading.Event()
+
+        def read() -> None:
+            while not stop.is_set():
+                for row in _remote_select(query_url, consistency, dataset):  # the engine itself: no cache between
+                    seen.add((int(row["n"]["value"]), row["b"]["value"]))
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            second = _second_build(built, tmp_path)
+            assert do_push(second).returncode == 0
+        finally:
+            stop.set()
+            reader.join(timeout=120)
+        new_build = json.loads(urllib.request.urlopen(live.url + "/health", timeout=30).read())["build"]
+        deadline = time.monotonic() + 60
+        while new_build == old_build and time.monotonic() < deadline:
+            time.sleep(0.2)
+            new_build = json.loads(urllib.request.urlopen(live.url + "/health", timeout=30).read())["build"]
+        assert new_build != old_build
+        answer = urllib.request.urlopen(urllib.request.Request(
+            f"{live.url}/sparql?{urllib.parse.urlencode(probe)}", headers={"If-None-Match": old_etag}), timeout=30)
+        assert answer.status == 200 and b"true" in answer.read() and answer.headers["ETag"] != old_etag
+    finally:
+        stop_server(live)
+        assert do_push(built[0].build_dir).returncode == 0  # the session's build again, for the other tests
+    sizes = {n for n, _ in seen}
+    assert len(seen) == len(sizes) <= 2, f"a size was seen with two build ids, or a third size: {seen}"

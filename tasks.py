@@ -1,7 +1,7 @@
 """Set up and run cmc-kg with nothing but Python 3.11 and pip: `python3 tasks.py serve` or `python3 tasks.py test`.
 
 Both create .venv/ and install the project into it first (skipped when pyproject.toml has not changed);
-`test` also installs the Debian packages the tests drive (Chromium, roqet, Java) when they are missing.
+`test` also installs the Debian packages the tests drive (Chromium, roqet, Java, strace, Virtuoso) when they are missing.
 """
 
 import hashlib
@@ -32,8 +32,10 @@ def setup() -> None:
 
 # Programs the tests drive besides Python packages (Debian package -> program it provides): a headless
 # browser for the query page, a SPARQL client not written in Python, Java for the HermiT reasoner, and strace
-# to show that hostile queries make the server open no file and no connection (tests/test_hostile.py).
-TEST_PROGRAMS = {"chromium": "chromium", "rasqal-utils": "roqet", "default-jre-headless": "java", "strace": "strace"}
+# to show that hostile queries make the server open no file and no connection (tests/test_hostile.py), and
+# Virtuoso, a production engine that `cmc-kg push` uploads to and `serve --store` serves over (tests/test_remote.py).
+TEST_PROGRAMS = {"chromium": "chromium", "rasqal-utils": "roqet", "default-jre-headless": "java", "strace": "strace",
+                 "virtuoso-opensource": "virtuoso-t"}
 
 
 def setup_test_programs() -> None:

@@ -9,6 +9,7 @@ push recorded, read again every few seconds, so that the answer cache and ETags 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import netrc
@@ -70,32 +71,74 @@ class Credentials:
 
 
 class _Client:
-    """HTTP to one engine, answering its Basic or Digest challenge with the credentials when it asks."""
+    """HTTP to one engine, answering its Basic or Digest challenge with the credentials.
+
+    urllib's own handlers send a request's body before learning that it needs credentials, and Virtuoso closes
+    the connection on a large unauthenticated PUT before reading it (a broken pipe, not a 401). So the client
+    learns the challenge first, with a HEAD request, and then authenticates every request up front.
+    """
 
     def __init__(self, credentials: Credentials | None = None, urls: tuple[str, ...] = ()):
-        handlers = []
-        if credentials is not None:
-            passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
-            for url in urls:
-                passwords.add_password(None, url, credentials.user, credentials.password)
-            handlers = [urllib.request.HTTPDigestAuthHandler(passwords), urllib.request.HTTPBasicAuthHandler(passwords)]
         self.credentials = credentials
-        self._opener = urllib.request.build_opener(*handlers)
+        self._passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+        for url in urls if credentials is not None else ():
+            self._passwords.add_password(None, url, credentials.user, credentials.password)
+        self._digest = urllib.request.HTTPDigestAuthHandler(self._passwords)   # computes Digest responses
+        self._challenge: tuple[str, dict] | None = None
+        self._opener = urllib.request.build_opener()
+
+    def _authorization(self, request: urllib.request.Request) -> str | None:
+        user, password = self._passwords.find_user_password(None, request.full_url)
+        if user is None or self._challenge is None:
+            return None  # never send credentials to a URL they were not given for
+        scheme, params = self._challenge
+        if scheme == "basic":
+            return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        response = self._digest.get_authorization(request, params)
+        return f"Digest {response}" if response else None
+
+    def _learn(self, headers) -> bool:
+        """Keep the engine's challenge (Digest preferred over Basic); says whether there was one."""
+        offers = {}
+        for header in headers.get_all("WWW-Authenticate") or ():
+            scheme, _, rest = header.partition(" ")
+            offers[scheme.lower()] = urllib.request.parse_keqv_list(filter(None, urllib.request.parse_http_list(rest)))
+        for scheme in ("digest", "basic"):
+            if scheme in offers:
+                self._challenge = (scheme, offers[scheme])
+                return True
+        return False
 
     def send(self, url: str, data: bytes | None = None, method: str = "GET", headers: dict | None = None,
              timeout: float = 60.0, max_bytes: int | None = None) -> tuple[int, str, bytes]:
         """One HTTP exchange; a body longer than ``max_bytes`` raises AnswerTooLarge without being read whole."""
-        request = urllib.request.Request(url, data=data, method=method,
-                                         headers={"User-Agent": _USER_AGENT, **(headers or {})})
-        try:
-            with self._opener.open(request, timeout=timeout) as response:
-                body = response.read() if max_bytes is None else response.read(max_bytes + 1)
-                if max_bytes is not None and len(body) > max_bytes:
-                    raise AnswerTooLarge(f"the answer is larger than the limit of {max_bytes:,} bytes "
-                                         "(max_answer_bytes); ask for fewer rows (LIMIT) or fewer or shorter values")
-                return response.status, response.headers.get("Content-Type", ""), body
-        except urllib.error.HTTPError as failure:
-            return failure.code, failure.headers.get("Content-Type", ""), failure.read()
+        if self.credentials is not None and self._challenge is None and data is not None:
+            try:  # only to learn the challenge, if the engine has one
+                self._opener.open(urllib.request.Request(url, method="HEAD", headers={"User-Agent": _USER_AGENT}),
+                                  timeout=timeout).close()
+            except urllib.error.HTTPError as failure:
+                if failure.code == 401:
+                    self._learn(failure.headers)
+        for attempt in (1, 2):
+            request = urllib.request.Request(url, data=data, method=method,
+                                             headers={"User-Agent": _USER_AGENT, **(headers or {})})
+            authorization = self._authorization(request) if self.credentials is not None else None
+            if authorization:
+                request.add_unredirected_header("Authorization", authorization)
+            try:
+                with self._opener.open(request, timeout=timeout) as response:
+                    body = response.read() if max_bytes is None else response.read(max_bytes + 1)
+                    if max_bytes is not None and len(body) > max_bytes:
+                        raise AnswerTooLarge(f"the answer is larger than the limit of {max_bytes:,} bytes "
+                                             "(max_answer_bytes); ask for fewer rows (LIMIT) or fewer or shorter values")
+                    return response.status, response.headers.get("Content-Type", ""), body
+            except urllib.error.HTTPError as failure:
+                # a first challenge, or a new nonce (Digest nonces go stale): answer it once
+                if failure.code == 401 and attempt == 1 and self.credentials is not None and self._learn(failure.headers):
+                    failure.read()
+                    continue
+                return failure.code, failure.headers.get("Content-Type", ""), failure.read()
+        raise AssertionError("unreachable")
 
     def expect(self, what: str, status: int, body: bytes, ok=(200, 201, 204)) -> None:
         if status in ok:
@@ -107,9 +150,10 @@ class _Client:
                 "to your netrc file"))
         raise RemoteError(f"{what} answered {status}: {_words(body)}")
 
-    def select(self, endpoint: str, text: str) -> list[dict]:
+    def select(self, endpoint: str, text: str, timeout: float = 60.0) -> list[dict]:
         status, _, body = self.send(endpoint, urllib.parse.urlencode({"query": text}).encode(), "POST", {
-            "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/sparql-results+json"})
+            "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/sparql-results+json"},
+            timeout)
         self.expect(f"the query endpoint {endpoint}", status, body, ok=(200,))
         return json.loads(body)["results"]["bindings"]
 
@@ -161,14 +205,14 @@ class RemoteEngine:
         self.graphs: frozenset[str] = frozenset()
         self._dataset: tuple[tuple[str, str], ...] = ()
         pushed, build_graphs = self._marker()
-        if pushed and MERGED_GRAPH in build_graphs:   # push found the engine's default graph to be the union
+        if pushed and str(MERGED_GRAPH) in build_graphs:   # push found the engine's default graph to be the union
             self._dataset = (("default-graph-uri", str(MERGED_GRAPH)),
                              *(("named-graph-uri", g) for g in sorted(build_graphs - {str(MERGED_GRAPH)})))
         self.triples = self._count()
         if pushed:
             self.graphs = frozenset(build_graphs - {str(MERGED_GRAPH)})
         else:
-            answer = self.run(QueryRequest("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }", max_rows=100_000))
+            answer = self.run(QueryRequest("SELECT ?g WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g", max_rows=100_000))
             self.graphs = frozenset(b["g"]["value"] for b in json.loads(answer.body)["results"]["bindings"])
         # Loaded by hand, not by push: its size stands in for a build id (a change of size is then a new build).
         self.build_id = self.loaded = pushed or f"{endpoint}#{self.triples}"
@@ -317,8 +361,9 @@ def push(dump_file, endpoint: str, query_endpoint: str | None = None, update_end
         uploaded[name or "default"] = len(triples)
     stale = []
     if query_endpoint:
+        # (GROUP BY, not DISTINCT: Virtuoso 7.2 runs SELECT DISTINCT ?g into its 60 s limit and answers in part)
         remote = {row["g"]["value"] for row in client.select(
-            query_endpoint, "SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }")}
+            query_endpoint, "SELECT ?g WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g", timeout=600)}
         keep = set(graphs) | {str(PUSH_GRAPH), str(MERGED_GRAPH) if union else ""}
         stale = sorted(g for g in remote - keep if g.startswith(str(GRAPH)) and not g.startswith(staging))
     if atomic:

@@ -117,8 +117,9 @@ class ServerConfig:
                                       "queue. 0: no quick lane.")
     worker_memory: int = _setting(2048, "Most memory (address space, MiB) a query process may use; a query that needs "
                                         "more is stopped with 503 and its process replaced. 0: no limit.")
-    reload_interval: float = _setting(2.0, "Seconds between looks at the build's dump; a new build is then served "
-                                           "without a restart and without dropping a request. 0: never reload.")
+    reload_interval: float = _setting(2.0, "Seconds between looks at the build's dump (with `store`: at the build id "
+                                           "the last `cmc-kg push` recorded); a new build is then served without a "
+                                           "restart and without dropping a request. 0: never reload.")
     cache_entries: int = _setting(2048, "Answers kept in memory, keyed by query and build; 0 turns the cache off.")
     cache_bytes: int = _setting(64 << 20, "Most bytes of answers the cache keeps; the least recently used go first.")
     build_dir: str = _setting("", "Folder of the build to serve (default: build/ in the checkout).")

@@ -19,8 +19,8 @@ def create_app(config: ServerConfig | None = None, engine=None) -> Flask:
     """Build the application.
 
     :param config: server settings (defaults when None).
-    :param engine: a query engine with ``run(QueryRequest)``; when None, worker processes over the
-        latest build are started.
+    :param engine: a :class:`cmc_kg.contract.QueryEngine`; when None, the one the settings ask for (worker
+        processes over the latest build, or the remote engine of ``store``).
     :returns: the Flask application; its ``extensions["cmc_kg"]`` holds the :class:`State`.
     """
     config = config or ServerConfig()

@@ -323,3 +323,76 @@ def test_a_push_switches_readers_at_once_and_serve_store_follows_it(engine, buil
         assert do_push(built[0].build_dir).returncode == 0  # the session's build again, for the other tests
     sizes = {n for n, _ in seen}
     assert len(seen) == len(sizes) <= 2, f"a size was seen with two build ids, or a third size: {seen}"
+
+
+class _BasicGate:
+    """A loopback reverse proxy that lets through only requests with the right HTTP Basic credentials (as nginx's
+    auth_basic in front of an engine would), forwarding them to a real Oxigraph server; it records what it saw."""
+
+    def __init__(self, target: str, user: str, password: str):
+        import base64
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.seen: list[tuple[str, str, bool]] = []
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                authorised = self.headers.get("Authorization") == expected
+                gate.seen.append((self.command, self.path, authorised))
+                if not authorised:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="cmc-kg test"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                request = urllib.request.Request(target + self.path, body if self.command != "GET" else None,
+                                                 {k: v for k, v in self.headers.items()
+                                                  if k.lower() in ("content-type", "accept")}, method=self.command)
+                try:
+                    with urllib.request.urlopen(request, timeout=120) as answer:
+                        status, headers, data = answer.status, answer.headers, answer.read()
+                except urllib.error.HTTPError as failure:
+                    status, headers, data = failure.code, failure.headers, failure.read()
+                self.send_response(status)
+                self.send_header("Content-Type", headers.get("Content-Type", "text/plain"))
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_push_answers_a_basic_challenge_and_never_sends_credentials_unasked(built, oxigraph, tmp_path):
+    gate = _BasicGate(oxigraph, "pusher", secret := secrets.token_hex(8))
+    try:
+        netrc = tmp_path / "netrc"
+        netrc.write_text(f"machine 127.0.0.1 login pusher password {secret}\n")
+        netrc.chmod(0o600)
+        pushed = _push(built[0].build_dir, gate.url + "/store", env={"NETRC": str(netrc), "CMC_PUSH_USER": None,
+                                                                    "CMC_PUSH_PASSWORD": None})
+        assert pushed.returncode == 0, pushed.stderr
+        assert secret not in pushed.stdout + pushed.stderr
+        assert gate.seen[0][0] == "HEAD" and not gate.seen[0][2]  # the challenge is learned before any is sent
+        writes = [(method, authorised) for method, _, authorised in gate.seen if method in ("PUT", "POST", "DELETE")]
+        assert writes and all(authorised for _, authorised in writes)  # every write carried the credentials
+        assert _pushed_build(oxigraph + "/query") == json.loads(built[0].report_file.read_text())["dump_sha256"]
+        gate.seen.clear()
+        refused = _push(built[0].build_dir, gate.url + "/store", env={"NETRC": str(tmp_path / "none"),
+                                                                     "CMC_PUSH_USER": None, "CMC_PUSH_PASSWORD": None})
+        assert refused.returncode != 0 and "401" in refused.stderr and "CMC_PUSH_USER" in refused.stderr
+    finally:
+        gate.close()

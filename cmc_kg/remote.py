@@ -276,6 +276,8 @@ class RemoteEngine:
                           time.perf_counter() - started)
         variables = [v.value for v in result.variables]
         rows = list(result)
+        if variables == ["__ASK_RETVAL"]:  # Virtuoso answers an ASK sent with a dataset as rows: one row for true
+            return Answer("boolean", fmt.name, write_boolean(bool(rows), fmt), 1, False, time.perf_counter() - started)
         cut = rows[:request.max_rows]
         return Answer("results", fmt.name, write_solutions(variables, cut, fmt), len(cut), len(rows) > len(cut),
                       time.perf_counter() - started)

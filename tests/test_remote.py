@@ -301,6 +301,7 @@ def test_a_push_switches_readers_at_once_and_serve_store_follows_it(engine, buil
             while not stop.is_set():
                 for row in _remote_select(query_url, consistency, dataset):  # the engine itself: no cache between
                     seen.add((int(row["n"]["value"]), row["b"]["value"]))
+                time.sleep(0.02)  # leave the cores to the push
         reader = threading.Thread(target=read)
         reader.start()
         try:
@@ -323,6 +324,7 @@ def test_a_push_switches_readers_at_once_and_serve_store_follows_it(engine, buil
         assert do_push(built[0].build_dir).returncode == 0  # the session's build again, for the other tests
     sizes = {n for n, _ in seen}
     assert len(seen) == len(sizes) <= 2, f"a size was seen with two build ids, or a third size: {seen}"
+    print(f"{engine}: the readers saw {sorted(seen)}")
 
 
 class _BasicGate:

@@ -254,7 +254,7 @@ def test_serve_over_virtuoso_answers_every_example_like_the_embedded_store(built
     # Virtuoso's own default graph is every graph it holds, so the merged default graph went into a graph of its own
     assert _graph_sizes(virtuoso.url + "/sparql")[str(MERGED_GRAPH)] == int(
         select(store, "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }").rows[0]["n"])
-    live = start_server(built[0].build_dir, "--store", virtuoso.url + "/sparql")
+    live = start_server(built[0].build_dir, "--store", virtuoso.url + "/sparql", "--query-timeout", "60")
     try:
         health = json.loads(urllib.request.urlopen(live.url + "/health", timeout=30).read())
         embedded = json.loads(urllib.request.urlopen(server.url + "/health", timeout=30).read())
@@ -284,7 +284,8 @@ def test_a_push_switches_readers_at_once_and_serve_store_follows_it(engine, buil
         query_url, do_push = virtuoso.url + "/sparql", lambda folder: _virtuoso_push(folder, virtuoso)
         dataset = (("default-graph-uri", str(MERGED_GRAPH)), ("named-graph-uri", str(PUSH_GRAPH)))
     assert do_push(built[0].build_dir).returncode == 0
-    live = start_server(built[0].build_dir, "--store", query_url, "--reload-interval", "0.5")
+    # Virtuoso takes seconds for GRAPH ?g over the build's 60 named graphs (/health counts the quads that way)
+    live = start_server(built[0].build_dir, "--store", query_url, "--reload-interval", "0.5", "--query-timeout", "60")
     try:
         probe = {"query": f"ASK {{ ?s <{DCTERMS.title}> \"a fact only the second build has\" }}"}
         first = urllib.request.urlopen(f"{live.url}/sparql?{urllib.parse.urlencode(probe)}", timeout=30)

@@ -330,7 +330,7 @@ def push(dump_file, endpoint: str, query_endpoint: str | None = None, update_end
     graphs = sorted(g.value for g in store.named_graphs())
     staging = f"{PUSH_GRAPH}/staging/{build_id[:16]}/"
 
-    def put(name: str | None, triples: list, target: str | None) -> None:
+    def put(triples: list, target: str | None) -> None:
         progress(f"PUT {target or 'default graph'} ({len(triples)} triples)")
         status, _, body = client.send(_graph_store_url(endpoint, target), ox.serialize(
             triples, format=ox.RdfFormat.N_TRIPLES), "PUT", {"Content-Type": "application/n-triples"}, timeout=300)
@@ -344,22 +344,22 @@ def push(dump_file, endpoint: str, query_endpoint: str | None = None, update_end
                for g in graphs]
     atomic = update_endpoint is not None
     if atomic:
-        put(None, marker, staging + "push")
+        put(marker, staging + "push")
     union = atomic and query_endpoint is not None and client.select(
         query_endpoint, f"SELECT * WHERE {{ <{PUSH_GRAPH}> <{DCTERMS.identifier}> \"{build_id}\" }} LIMIT 1") != []
     if union:  # the engine's default graph is every graph it holds: the merged one is a graph of its own
         marker.append(ox.Triple(ox.NamedNode(str(PUSH_GRAPH)), ox.NamedNode(str(DCTERMS.hasPart)),
                                 ox.NamedNode(str(MERGED_GRAPH))))
-        put(None, marker, staging + "push")
+        put(marker, staging + "push")
     uploaded, moves = {}, []
     for name in graphs + [None]:
         triples = triples_of(name)
         final = name or (str(MERGED_GRAPH) if union else None)
         if atomic:
-            put(name, triples, staging + str(len(moves)))
+            put(triples, staging + str(len(moves)))
             moves.append(f"MOVE SILENT GRAPH <{staging}{len(moves)}> TO {f'GRAPH <{final}>' if final else 'DEFAULT'}")
         else:
-            put(name, triples, final)
+            put(triples, final)
         uploaded[name or "default"] = len(triples)
     stale = []
     if query_endpoint:
@@ -380,7 +380,7 @@ def push(dump_file, endpoint: str, query_endpoint: str | None = None, update_end
         progress(f"DELETE {graph} (not in this build)")
         status, _, body = client.send(_graph_store_url(endpoint, graph), method="DELETE")
         client.expect(f"DELETE {graph}", status, body, ok=(200, 204, 404))
-    put(None, marker, str(PUSH_GRAPH))
+    put(marker, str(PUSH_GRAPH))
     return uploaded
 
 

@@ -304,11 +304,12 @@ def push(dump_file, endpoint: str, query_endpoint: str | None = None, update_end
          credentials: Credentials | None = None, progress: Callable[[str], None] = lambda _: None) -> dict[str, int]:
     """Upload the build, replacing the previous upload, and record its build id in PUSH_GRAPH.
 
-    With an update endpoint the upload is atomic for readers: every graph is first PUT under a staging name,
-    then one SPARQL update moves them all over the served graphs, drops graphs of an earlier upload that the
-    build no longer has and moves the new build id into PUSH_GRAPH; an engine that runs an update request as
-    one transaction (Oxigraph does) switches readers from the old build to the new one at once. Without one,
-    each graph is replaced by its PUT in turn and the build id is written last.
+    With an update endpoint every graph is first PUT under a staging name, then one SPARQL update moves them all
+    over the served graphs and drops graphs of an earlier upload that the build no longer has: an engine that
+    runs an update request as one transaction and each query on a snapshot (Oxigraph) switches readers from the
+    old build to the new one at once. A second update then moves the new build id into PUSH_GRAPH, so that it is
+    never read with the old data. Without an update endpoint, each graph is replaced by its PUT in turn and the
+    build id is written last.
 
     :param endpoint: the GSP URL (Oxigraph: http://host:7878/store; Virtuoso: http://host:8890/sparql-graph-crud-auth).
     :param query_endpoint: a query URL of the same store (derived for Oxigraph's /store), to find graphs of an
@@ -370,11 +371,14 @@ def push(dump_file, endpoint: str, query_endpoint: str | None = None, update_end
         stale = sorted(g for g in remote - keep if g.startswith(str(GRAPH)) and not g.startswith(staging))
     if atomic:
         progress(f"switching to build {build_id[:12]} in one update ({len(moves)} graphs moved, {len(stale)} dropped)")
-        operations = moves + [f"DROP SILENT GRAPH <{g}>" for g in stale]
-        operations.append(f"MOVE SILENT GRAPH <{staging}push> TO GRAPH <{PUSH_GRAPH}>")
-        status, _, body = client.send(update_endpoint, " ;\n".join(operations).encode(), "POST",
-                                      {"Content-Type": "application/sparql-update"}, timeout=600)
-        client.expect("the switching update", status, body)
+        # The build id moves only once the data update has returned: Virtuoso lets a query that runs during a
+        # commit read some graphs before it and some after, so a build id moved with the data could be read with
+        # the old data, and serve --store would cache old answers under the new id.
+        for what, operations in (("the switching update", moves + [f"DROP SILENT GRAPH <{g}>" for g in stale]),
+                                 ("recording the build id", [f"MOVE SILENT GRAPH <{staging}push> TO GRAPH <{PUSH_GRAPH}>"])):
+            status, _, body = client.send(update_endpoint, " ;\n".join(operations).encode(), "POST",
+                                          {"Content-Type": "application/sparql-update"}, timeout=600)
+            client.expect(what, status, body)
         return uploaded
     for graph in stale:
         progress(f"DELETE {graph} (not in this build)")

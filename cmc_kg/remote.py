@@ -1,8 +1,8 @@
 """Working with an existing SPARQL engine (Oxigraph server, Fuseki, Virtuoso, QLever) when one machine is not enough.
 
 `push` uploads the build with the SPARQL 1.1 Graph Store Protocol and, where the engine has an update endpoint,
-switches to it in one SPARQL update, so that readers see the old build or the new one, never a mix. It records
-which build the engine holds in the graph PUSH_GRAPH. `RemoteEngine` answers the server's queries from such an
+switches to it in one SPARQL update (on Oxigraph readers see the old build or the new one, never a mix). It then
+records which build the engine holds in the graph PUSH_GRAPH. `RemoteEngine` answers the server's queries from such an
 engine, so the endpoint, the query page and the entity pages work the same over it; its build id is the one
 push recorded, read again every few seconds, so that the answer cache and ETags change with each push.
 """

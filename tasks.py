@@ -2,8 +2,8 @@
 
 Both create .venv/ and install the project into it first, at the versions of constraints.txt (skipped when
 neither pyproject.toml nor constraints.txt has changed);
-`test` also installs the Debian packages the tests drive (Chromium, roqet, Java, strace, nginx) when they are
-missing, and runs `lint` (ruff and mypy, configured in pyproject.toml) before pytest; options after `test` go
+`test` also installs the Debian packages the tests drive (Chromium, roqet, Java, strace, nginx, Virtuoso)
+when they are missing, and runs `lint` (ruff and mypy, configured in pyproject.toml) before pytest; options after `test` go
 to pytest (`python3 tasks.py test -m "not slow"`: the fast subset).
 """
 
@@ -42,10 +42,11 @@ def setup() -> None:
 
 # Programs the tests drive besides Python packages (Debian package -> program it provides): a headless
 # browser for the query page, a SPARQL client not written in Python, Java for the HermiT reasoner, and strace
-# to show that hostile queries make the server open no file and no connection (tests/test_hostile.py), and nginx
-# in front of several servers (tests/test_replicas.py).
+# to show that hostile queries make the server open no file and no connection (tests/test_hostile.py), nginx
+# in front of several servers (tests/test_replicas.py), and Virtuoso, a production engine that `cmc-kg push`
+# uploads to and `serve --store` serves over (tests/test_remote.py).
 TEST_PROGRAMS = {"chromium": "chromium", "rasqal-utils": "roqet", "default-jre-headless": "java", "strace": "strace",
-                 "nginx-light": "nginx"}
+                 "nginx-light": "nginx", "virtuoso-opensource": "virtuoso-t"}
 
 
 def setup_test_programs() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -135,23 +136,33 @@ def export_command(settings, fmt, inferred, output):
 
 @main.command("push")
 @click.option("--endpoint", required=True, help="Graph Store Protocol URL (Oxigraph: http://host:7878/store; "
-                                                  "Fuseki: http://host:3030/DATASET/data).")
+                                                  "Virtuoso: http://host:8890/sparql-graph-crud-auth).")
 @click.option("--query-endpoint", default=None, help="Query URL of the same store, to delete graphs of an earlier "
                                                      "upload (derived for Oxigraph's /store).")
+@click.option("--update-endpoint", default=None, help="SPARQL update URL of the same store, to switch to the new "
+                                                      "build at once (derived for Oxigraph's /store; Virtuoso: "
+                                                      "http://host:8890/sparql-auth); without it graphs are replaced "
+                                                      "one by one.")
 @command_options("push")
-def push_command(settings, endpoint, query_endpoint):
-    """Upload the latest build to an existing SPARQL engine, named graphs kept, replacing the previous upload."""
-    from .remote import RemoteError, push
+def push_command(settings, endpoint, query_endpoint, update_endpoint):
+    """Upload the latest build to an existing SPARQL engine, named graphs kept, replacing the previous upload.
+
+    Credentials, when the engine asks for them (HTTP Basic or Digest), come from the variables CMC_KG_PUSH_USER and
+    CMC_KG_PUSH_PASSWORD or from the netrc file ($NETRC or ~/.netrc) entry of the endpoint's host, never from the
+    command line."""
+    from .remote import Credentials, RemoteError, push
 
     paths = settings.paths()
     if not paths.dump_file.exists():
         raise click.ClickException(f"{paths.dump_file} does not exist: run `cmc-kg build` first")
+    started = time.perf_counter()
     try:
-        uploaded = push(paths.dump_file, endpoint, query_endpoint, progress=progress)
+        uploaded = push(paths.dump_file, endpoint, query_endpoint, update_endpoint, Credentials.find(endpoint),
+                        progress=progress)
     except (RemoteError, OSError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"pushed {len(uploaded) - 1} named graphs and the merged default graph "
-               f"({uploaded['default']} triples) to {endpoint}")
+               f"({uploaded['default']} triples) to {endpoint} in {time.perf_counter() - started:.1f} s")
 
 
 @main.command("import-tables")

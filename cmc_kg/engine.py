@@ -29,96 +29,24 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import pyoxigraph as ox
 
-from .formats import RDF_FORMATS, RESULT_FORMATS, NotAcceptable, write_boolean, write_solutions, write_triples
+from .contract import (Answer, AnswerTooLarge, EngineBusy, EngineClosed, NotAcceptable, OutOfMemory, QueryError,
+                       QueryPolicy, QueryRefused, QueryRequest, QueryTimeout, ServiceError, WorkerCrashed, WorkerDied)
+from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions, write_triples
 from .query import PREFIX_MAP, default_graph_size, load_store, run_query
-from .safety import DEFAULT_MAX_DEPTH, QueryError, QueryRefused, check_query
+from .safety import check_query
 
-__all__ = ["QueryRequest", "Answer", "Engine", "QueryTimeout", "EngineBusy", "EngineClosed", "WorkerDied",
-           "WorkerCrashed", "WorkerProtocolError", "OutOfMemory", "NotAcceptable", "AnswerTooLarge", "ServiceError",
-           "QueryPolicy"]
+__all__ = ["Engine", "evaluate", "WorkerProtocolError"]
 
 _STACK_BYTES = 64 << 20   # the worker's evaluating thread: Oxigraph recurses as deep as the query nests
-
-
-class QueryTimeout(Exception):
-    """The query ran past the time limit and was stopped."""
-
-
-class EngineBusy(Exception):
-    """No worker became free within the time limit."""
-
-
-class WorkerDied(EngineBusy):
-    """The worker stopped while answering (killed from outside, or out of memory); it has been replaced."""
-
-
-class WorkerCrashed(Exception):
-    """The query crashed its worker (a signal such as SIGSEGV); it would crash any other, so it is not retried."""
 
 
 class WorkerProtocolError(RuntimeError):
     """A worker sent a reply that is not a well-formed frame (garbage, pickle, a length past the bounds): it is
     killed and replaced, and nothing it sent is used."""
-
-
-class AnswerTooLarge(Exception):
-    """The answer, serialised, is larger than the byte cap (``QueryRequest.max_bytes``)."""
-
-
-class OutOfMemory(Exception):
-    """The query needed more memory than a worker may use; it would again, so it is not retried."""
-
-
-class EngineClosed(Exception):
-    """The engine was retired: a newer build is served by another engine."""
-
-
-class ServiceError(Exception):
-    """A SERVICE endpoint the query called failed: no connection, an HTTP error, or an answer that is not SPARQL
-    results. (One that does not answer at all is stopped by the query's time limit, as any slow query is.)"""
-
-
-@dataclass(frozen=True)
-class QueryRequest:
-    """A query with its dataset and the formats the client accepts for each kind of answer.
-
-    ``default_graphs`` / ``named_graphs`` are the protocol's default-graph-uri and named-graph-uri, which
-    override the query's FROM and FROM NAMED; with neither, the default graph is the union of all graphs
-    (``asserted_only``: all but the inferred graph) and every graph is named.
-    """
-
-    text: str
-    results_format: str | None = "json"
-    graph_format: str | None = "turtle"
-    default_graphs: tuple[str, ...] | None = None
-    named_graphs: tuple[str, ...] | None = None
-    asserted_only: bool = False
-    max_rows: int = 10_000
-    max_bytes: int = 16 << 20
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A serialised answer: ``kind`` is 'results', 'boolean' or 'graph'; ``truncated`` says the row cap cut it."""
-
-    kind: str
-    format: str
-    body: bytes
-    rows: int
-    truncated: bool
-    seconds: float
-
-
-@dataclass(frozen=True)
-class QueryPolicy:
-    """What the check lets through: SERVICE endpoints, and how deeply a query may nest."""
-
-    allowed_services: frozenset[str] = frozenset()
-    max_depth: int = DEFAULT_MAX_DEPTH
 
 
 def evaluate(store: ox.Store, request: QueryRequest, policy: QueryPolicy = QueryPolicy(),
@@ -532,6 +460,7 @@ class Engine:
         for block in iter(lambda: self._dump.read(1 << 20), b""):
             digest.update(block)
         self.build_id = digest.hexdigest()
+        self.loaded = _file_identity(os.fstat, self._dump.fileno())
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
@@ -741,6 +670,10 @@ class Engine:
             for worker in dead:
                 self._replace(worker)
 
+    def latest(self) -> tuple | None:
+        """The dump file's identity now (a build renames a new file over it); None while there is none."""
+        return _file_identity(os.stat, self.dump_file)
+
     def close(self, wait: float = 0.0) -> None:
         """Stop taking queries, let those in flight finish for up to ``wait`` seconds, then stop the workers."""
         deadline = time.monotonic() + wait
@@ -758,6 +691,14 @@ class Engine:
     def retire(self) -> None:
         """Close in the background once the queries in flight are answered (at most the time limit)."""
         threading.Thread(target=self.close, args=(self.timeout + 5,), daemon=True).start()
+
+
+def _file_identity(stat, file) -> tuple | None:
+    try:
+        found = stat(file)
+    except OSError:
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def _request_hash(request: QueryRequest) -> str:

@@ -16,7 +16,7 @@ from rdflib import Namespace, URIRef
 from rdflib.namespace import DCTERMS, FOAF, ORG, OWL, PROV, RDF, RDFS, SDO, SKOS, TIME, VANN, XSD, DefinedNamespace
 
 __all__ = ["CMC", "ONTOLOGY", "ONTOLOGY_VERSION", "ID", "GRAPH", "PREFIXES", "bind_prefixes",
-           "ONTOLOGY_GRAPH", "SOURCES_GRAPH", "INFERRED_GRAPH",
+           "ONTOLOGY_GRAPH", "SOURCES_GRAPH", "INFERRED_GRAPH", "PUSH_GRAPH", "MERGED_GRAPH",
            "DCTERMS", "FOAF", "ORG", "OWL", "PROV", "RDF", "RDFS", "SDO", "SKOS", "TIME", "VANN", "XSD",
            {extra_names}]
 
@@ -30,6 +30,10 @@ GRAPH = Namespace({graph_ns!r})
 ONTOLOGY_GRAPH = GRAPH.ontology
 SOURCES_GRAPH = GRAPH.sources
 INFERRED_GRAPH = GRAPH.inferred
+# Graphs `cmc-kg push` writes into a remote engine besides the build's: which build it holds, and the merged
+# default graph for engines whose own default graph is the union of all graphs (Virtuoso).
+PUSH_GRAPH = GRAPH.push
+MERGED_GRAPH = GRAPH.merged
 
 
 class CMC(DefinedNamespace):

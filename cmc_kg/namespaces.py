@@ -4,7 +4,7 @@ from rdflib import Namespace, URIRef
 from rdflib.namespace import DCTERMS, FOAF, ORG, OWL, PROV, RDF, RDFS, SDO, SKOS, TIME, VANN, XSD, DefinedNamespace
 
 __all__ = ["CMC", "ONTOLOGY", "ONTOLOGY_VERSION", "ID", "GRAPH", "PREFIXES", "bind_prefixes",
-           "ONTOLOGY_GRAPH", "SOURCES_GRAPH", "INFERRED_GRAPH",
+           "ONTOLOGY_GRAPH", "SOURCES_GRAPH", "INFERRED_GRAPH", "PUSH_GRAPH", "MERGED_GRAPH",
            "DCTERMS", "FOAF", "ORG", "OWL", "PROV", "RDF", "RDFS", "SDO", "SKOS", "TIME", "VANN", "XSD",
            "P", "PQ", "PS", "SD", "VOID", "WD", "WDS", "WDT"]
 
@@ -26,6 +26,10 @@ WDT = Namespace('http://www.wikidata.org/prop/direct/')
 ONTOLOGY_GRAPH = GRAPH.ontology
 SOURCES_GRAPH = GRAPH.sources
 INFERRED_GRAPH = GRAPH.inferred
+# Graphs `cmc-kg push` writes into a remote engine besides the build's: which build it holds, and the merged
+# default graph for engines whose own default graph is the union of all graphs (Virtuoso).
+PUSH_GRAPH = GRAPH.push
+MERGED_GRAPH = GRAPH.merged
 
 
 class CMC(DefinedNamespace):

@@ -13,6 +13,8 @@ __all__ = ["ENV_PREFIX", "REPO_ROOT", "Paths", "Settings"]
 INSTALLED_ROOT = Path(__file__).resolve().parent  # a wheel's data: cmc_kg/{ontology,graph,queries}
 REPO_ROOT = INSTALLED_ROOT.parent  # the checkout, when cmc_kg runs from one
 ENV_PREFIX = "CMC_KG_"  # not CMC_: Kubernetes sets CMC_PORT=tcp://... for a Service named cmc
+# Variables with the prefix that are not settings: push's credentials, which no config file or flag may hold.
+PUSH_USER_VARIABLE, PUSH_PASSWORD_VARIABLE = f"{ENV_PREFIX}PUSH_USER", f"{ENV_PREFIX}PUSH_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -158,8 +160,9 @@ class Settings:
                                       "queue. 0: no quick lane.")
     worker_memory: int = _setting(2048, "Most memory (address space, MiB) a query process may use; a query that needs "
                                         "more is stopped with 503 and its process replaced. 0: no limit.")
-    reload_interval: float = _setting(2.0, "Seconds between looks at the build's dump; a new build is then served "
-                                           "without a restart and without dropping a request. 0: never reload.")
+    reload_interval: float = _setting(2.0, "Seconds between looks at the build's dump (with `store`: at the build id "
+                                           "the last `cmc-kg push` recorded); a new build is then served without a "
+                                           "restart and without dropping a request. 0: never reload.")
     cache_entries: int = _setting(2048, "Answers kept in memory, keyed by query and build; 0 turns the cache off.")
     cache_bytes: int = _setting(64 << 20, "Most bytes of answers the cache keeps; the least recently used go first.")
     store: str = _setting("", "Query URL of an existing SPARQL engine loaded with `cmc-kg push` to serve instead "
@@ -232,7 +235,7 @@ class Settings:
                 for name, value in tomllib.load(handle).items():
                     put(name, value, str(config_file))
         for variable, value in (os.environ if environ is None else environ).items():
-            if variable.startswith(ENV_PREFIX):
+            if variable.startswith(ENV_PREFIX) and variable not in (PUSH_USER_VARIABLE, PUSH_PASSWORD_VARIABLE):
                 put(variable[len(ENV_PREFIX):].lower(), value, f"environment variable {variable}")
         for name, value in flags.items():
             if value is not None:

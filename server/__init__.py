@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from flask import Flask, Response
 
-from cmc_kg.engine import EngineBusy, NotAcceptable, OutOfMemory, QueryTimeout, WorkerCrashed
+from cmc_kg.contract import EngineBusy, NotAcceptable, OutOfMemory, QueryTimeout, WorkerCrashed
 from cmc_kg.query import QueryError
 from cmc_kg.settings import Settings
 
@@ -68,8 +68,8 @@ def create_app(config: Settings | None = None, engine=None) -> Flask:
     """Build the application.
 
     :param config: server settings (defaults when None).
-    :param engine: a query engine with ``run(QueryRequest)``; when None, worker processes over the
-        latest build are started.
+    :param engine: a :class:`cmc_kg.contract.QueryEngine`; when None, the one the settings ask for (worker
+        processes over the latest build, or the remote engine of ``store``).
     :returns: the Flask application; its ``extensions["cmc_kg"]`` holds the :class:`State`.
     """
     config = config or Settings()
@@ -105,6 +105,6 @@ def create_app(config: Settings | None = None, engine=None) -> Flask:
         # The embedded engine says whether its workers deny themselves network sockets (cmc_kg/engine.py).
         return {"status": "ok", "build": state.build_id, "triples": state.triples,
                 "default_graph_triples": state.triples, "quads": state.quads(),
-                "network_filter": getattr(state.engine, "network_filter", None)}
+                "network_filter": state.engine.network_filter}
 
     return app

@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from cmc_kg.engine import EngineBusy, WorkerDied
+from cmc_kg.contract import EngineBusy, QueryEngine, WorkerDied
 
 __all__ = ["Admission", "TooManyQueries", "client_key", "address_matcher"]
 
@@ -179,15 +179,11 @@ class Admission:
         return cls(1, 0.0, enabled=False)
 
     @classmethod
-    def for_server(cls, config, engine: Callable[[], object]) -> "Admission":
+    def for_server(cls, config, engine: Callable[[], QueryEngine]) -> "Admission":
         """The policy a Settings asks for, over the engine ``engine()`` serves now (it changes with builds)."""
-        def live_workers() -> int | None:
-            live = getattr(engine(), "live_workers", None)  # the embedded engine; a remote one cannot tell
-            return live() if live is not None else None
-
         return cls(config.workers, config.query_timeout, client_queries=config.client_queries,
                    heavy_seconds=config.heavy_seconds, client_budget=config.client_budget,
-                   unthrottled=config.unthrottled, threads=config.threads, live_workers=live_workers,
+                   unthrottled=config.unthrottled, threads=config.threads, live_workers=lambda: engine().live_workers(),
                    enabled=config.fair_share)
 
     def admit(self, address: str | None) -> _Ticket:

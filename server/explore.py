@@ -29,7 +29,7 @@ from datetime import date
 
 from flask import Blueprint, abort, render_template, request
 
-from cmc_kg.engine import EngineBusy, QueryTimeout
+from cmc_kg.contract import EngineBusy, QueryTimeout
 from cmc_kg.namespaces import ID, ONTOLOGY
 from cmc_kg.terms import curie
 

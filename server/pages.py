@@ -37,7 +37,7 @@ from markupsafe import escape
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.namespace import DCAT
 
-from cmc_kg.engine import QueryRequest
+from cmc_kg.contract import QueryRequest
 from cmc_kg.formats import FILE_FORMATS, RDF_FORMATS
 from cmc_kg.namespaces import (CMC, DCTERMS, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY, ONTOLOGY_GRAPH, ONTOLOGY_VERSION,
                                OWL, PROV, RDF, RDFS, SDO, SKOS, SOURCES_GRAPH, VOID, XSD, bind_prefixes)

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, request
 from rdflib import BNode, Graph, Literal, URIRef
 from werkzeug.datastructures import MultiDict
 
-from cmc_kg.engine import AnswerTooLarge, EngineBusy, QueryRequest, QueryTimeout, ServiceError
+from cmc_kg.contract import AnswerTooLarge, EngineBusy, QueryRequest, QueryTimeout, ServiceError
 from cmc_kg.formats import RDF_FORMATS, RESULT_FORMATS
 from cmc_kg.namespaces import RDF, SD, VOID, XSD, bind_prefixes
 from cmc_kg.query import QueryError, internal_query
@@ -100,7 +100,7 @@ def sparql():
         return query_page(text)
     default_graphs = tuple(params.getlist("default-graph-uri")) or None
     named_graphs = tuple(params.getlist("named-graph-uri")) or None
-    graphs = state.graphs if state.graphs is not None else frozenset()
+    graphs = state.graphs
     try:  # the query itself is checked by the engine, where the time limit applies (cmc_kg/safety.py)
         check_graphs(default_graphs or (), graphs, "default-graph-uri")
         check_graphs(named_graphs or (), graphs, "named-graph-uri")

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 from flask import current_app, has_request_context, request as http_request
 
-from cmc_kg.engine import Answer, Engine, EngineBusy, EngineClosed, QueryPolicy, QueryRequest
+from cmc_kg.contract import Answer, EngineBusy, EngineClosed, QueryEngine, QueryPolicy, QueryRequest
+from cmc_kg.engine import Engine
 from cmc_kg.remote import RemoteEngine
 from cmc_kg.settings import Settings, Paths
 
@@ -53,29 +52,20 @@ class _Cache:
                 self.bytes -= len(old.body) + len(old_key[1].text)
 
 
-@dataclass(frozen=True)
-class _Serving:
-    """What answers queries now: an engine and the build it holds, swapped as one when a new build arrives."""
-
-    engine: Any  # Engine, RemoteEngine or another object with run(QueryRequest) and retire()
-    build_id: str
-    triples: int
-    graphs: frozenset[str] | None  # IRIs of the dataset's named graphs; None: unknown (FROM then refused)
-
-
 @dataclass
 class State:
     """The application's state; one per app, in ``app.extensions["cmc_kg"]``.
 
-    With the embedded engine and ``reload_interval`` > 0, a background thread looks at the build's dump
-    (one stat per interval) and, when a new build has replaced it, starts an engine on it, swaps it in at
-    once and retires the old engine after its queries in flight are answered: no restart, no request lost.
-    A failed build writes nothing, so the last good one goes on being served.
+    With ``reload_interval`` > 0, a background thread asks the engine every interval which version its source
+    holds (the embedded engine: one stat of the dump; the remote one: the build id the last push wrote) and,
+    when it changed, opens an engine on the new version, swaps it in at once and retires the old engine after
+    its queries in flight are answered: no restart, no request lost, and the build id that keys the answer cache
+    and the ETags changes with the data. A failed build writes nothing, so the last good one goes on being served.
     """
 
     config: Settings
     paths: Paths
-    serving: _Serving
+    engine: QueryEngine
     cache: _Cache = field(repr=False)
     reloads: int = 0
     reload_error: str = ""
@@ -83,42 +73,25 @@ class State:
     admission: Admission = field(default_factory=Admission.disabled, repr=False)
 
     @classmethod
-    def start(cls, config: Settings, engine=None) -> "State":
-        paths = config.paths()
-        embedded = engine is None and not config.store
-        if engine is None and config.store:
-            engine = RemoteEngine(config.store, timeout=config.query_timeout, policy=_policy(config),
-                                  max_answer_bytes=config.max_answer_bytes)
-        elif engine is None:
-            engine = cls._engine(config, paths)
-        state = cls(config, paths, _serving(engine, config, paths), _Cache(config.cache_entries, config.cache_bytes))
+    def start(cls, config: Settings, engine: QueryEngine | None = None) -> "State":
+        state = cls(config, config.paths(), engine or _open_engine(config),
+                    _Cache(config.cache_entries, config.cache_bytes))
         state.admission = Admission.for_server(config, lambda: state.engine)
-        if embedded and config.reload_interval > 0:
-            threading.Thread(target=state._watch_build, name="cmc-kg-reload", daemon=True).start()
+        if config.reload_interval > 0:
+            threading.Thread(target=state._watch_source, name="cmc-kg-reload", daemon=True).start()
         return state
-
-    @staticmethod
-    def _engine(config: Settings, paths: Paths) -> Engine:
-        return Engine(paths.dump_file, workers=config.workers, timeout=config.query_timeout,
-                      memory_mb=config.worker_memory, network=bool(config.service_allowlist),
-                      policy=_policy(config), max_answer_bytes=config.max_answer_bytes,
-                      lane_seconds=config.quick_lane)
-
-    @property
-    def engine(self):
-        return self.serving.engine
 
     @property
     def build_id(self) -> str:
-        return self.serving.build_id
+        return self.engine.build_id
 
     @property
     def triples(self) -> int:
-        return self.serving.triples
+        return self.engine.triples
 
     @property
-    def graphs(self) -> frozenset[str] | None:
-        return self.serving.graphs
+    def graphs(self) -> frozenset[str]:
+        return self.engine.graphs
 
     @staticmethod
     def current() -> "State":
@@ -127,14 +100,14 @@ class State:
     def run(self, request: QueryRequest) -> tuple[Answer, bool]:
         """Answer a request, from the cache when the same build answered it before; says whether it was cached."""
         for _ in range(3):  # an engine retired between reading it and using it: ask the one that took over
-            serving = self.serving
-            key = (serving.build_id, request)
+            engine = self.engine
+            key = (engine.build_id, request)
             cached = self.cache.get(key)
             if cached is not None:
                 return cached, True
             try:
                 with self.admission.admit(_client()) as ticket:  # raises TooManyQueries (server/admission.py)
-                    answer = serving.engine.run(request)
+                    answer = engine.run(request)
                     ticket.charge(answer.seconds)
             except EngineClosed:
                 continue
@@ -160,23 +133,27 @@ class State:
                                           max_bytes=self.config.max_answer_bytes))
         return json.loads(answer.body)["results"]["bindings"]
 
-    def _watch_build(self) -> None:
-        """Poll the dump's identity (inode, size, mtime) and reload when it changes; runs as long as the server."""
-        seen = _signature(self.paths.dump_file)
+    def _watch_source(self) -> None:
+        """Ask the engine which version its source holds and reload when it changes; runs as long as the server."""
+        seen = self.engine.loaded
         while True:
             time.sleep(self.config.reload_interval)
-            now = _signature(self.paths.dump_file)
+            try:
+                now = self.engine.latest()
+            except Exception as failure:  # the remote engine is unreachable for a moment: ask again next time
+                print(f"cmc-kg: cannot tell whether there is a new build: {failure}", file=sys.stderr)
+                continue
             if now is None or now == seen:
                 continue
             seen = now
             self.reload()
 
     def reload(self) -> bool:
-        """Serve the build now in the dump if it is new; keep the current one on any failure. Says if it swapped."""
+        """Serve the version its source holds now if it is new; keep the current one on any failure. Says if it swapped."""
         with _RELOAD_LOCK:
             try:
-                engine = self._engine(self.config, self.paths)
-            except Exception as failure:  # a dump that cannot be loaded: keep serving the last good one
+                engine = _open_engine(self.config)
+            except Exception as failure:  # a dump that cannot be loaded, an engine that fails: keep the last good one
                 self.reload_error = f"{type(failure).__name__}: {failure}"
                 print(f"cmc-kg: the new build was not loaded, still serving {self.build_id[:12]}: "
                       f"{self.reload_error}", file=sys.stderr)
@@ -184,11 +161,11 @@ class State:
             if engine.build_id == self.build_id:
                 engine.close()
                 return False
-            old, self.serving = self.serving, _serving(engine, self.config, self.paths)
+            old, self.engine = self.engine, engine
             self.reloads += 1
             self.reload_error = ""
             print(f"cmc-kg: now serving build {engine.build_id[:12]} ({engine.triples} triples)", file=sys.stderr)
-            old.engine.retire()
+            old.retire()
             return True
 
 
@@ -204,32 +181,12 @@ def _client() -> str | None:
     return http_request.remote_addr if has_request_context() else None
 
 
-def _signature(path) -> tuple | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
-
-
-def _serving(engine, config: Settings, paths: Paths) -> _Serving:
-    if isinstance(engine, Engine):
-        return _Serving(engine, engine.build_id, engine.triples, engine.graphs)
-    # A remote store changes with each push; its size at start-up stands in for a build id.
-    build_id = f"{config.store}#{engine.triples}" if config.store else _build_id(paths)
-    graphs = getattr(engine, "graphs", None)
-    if graphs is None:
-        try:
-            answer = engine.run(QueryRequest("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }", max_rows=100_000))
-            graphs = frozenset(b["g"]["value"] for b in json.loads(answer.body)["results"]["bindings"])
-        except Exception:
-            graphs = None
-    return _Serving(engine, build_id, getattr(engine, "triples", 0), graphs)
-
-
-def _build_id(paths: Paths) -> str:
-    """The dump's checksum from the build report (or computed), naming the build in ETags and the cache."""
-    try:
-        return json.loads(paths.report_file.read_text(encoding="utf-8"))["dump_sha256"]
-    except (OSError, ValueError, KeyError):
-        return hashlib.sha256(paths.dump_file.read_bytes()).hexdigest() if paths.dump_file.exists() else "none"
+def _open_engine(config: Settings) -> QueryEngine:
+    """The engine the settings ask for: worker processes over the build's dump, or the remote store."""
+    if config.store:
+        return RemoteEngine(config.store, timeout=config.query_timeout, policy=_policy(config),
+                            max_answer_bytes=config.max_answer_bytes)
+    return Engine(config.paths().dump_file, workers=config.workers, timeout=config.query_timeout,
+                  memory_mb=config.worker_memory, network=bool(config.service_allowlist),
+                  policy=_policy(config), max_answer_bytes=config.max_answer_bytes,
+                  lane_seconds=config.quick_lane)

@@ -68,16 +68,30 @@ class InProcessEngine:
     def __init__(self, store, policy=None):
         import pyoxigraph as ox
 
-        from cmc_kg.engine import QueryPolicy
+        from cmc_kg.contract import QueryPolicy
         from cmc_kg.query import default_graph_size
 
         self.store, self.policy, self.triples = store, policy or QueryPolicy(), default_graph_size(store)
         self.graphs = frozenset(g.value for g in store.named_graphs() if isinstance(g, ox.NamedNode))
+        self.build_id = self.loaded = f"in-process-{id(store)}"
+        self.network_filter = None
 
     def run(self, request):
         from cmc_kg.engine import evaluate
 
         return evaluate(self.store, request, self.policy, self.graphs)
+
+    def latest(self):
+        return self.loaded
+
+    def live_workers(self):
+        return None
+
+    def close(self, wait: float = 0.0):
+        pass
+
+    def retire(self):
+        pass
 
 
 @dataclass
@@ -93,7 +107,7 @@ IN_PROCESS: dict[str, InProcessServer] = {}
 
 def in_process_server(store, url: str = "http://in-process.test", **settings) -> InProcessServer:
     """The app over ``store`` with these server settings, its requests answered in this process by `exchange`."""
-    from cmc_kg.engine import QueryPolicy
+    from cmc_kg.contract import QueryPolicy
     from cmc_kg.settings import Settings
     from cmc_kg.server import create_app
 

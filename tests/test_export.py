@@ -173,17 +173,9 @@ def test_spreadsheet_csv_keeps_accented_names_when_read_as_excel_does(store):
 
 
 def test_the_endpoint_answers_csv_for_spreadsheets(store):
-    from cmc_kg.engine import evaluate
-    from cmc_kg.settings import Settings
-    from cmc_kg.server import create_app
+    from conftest import in_process_server
 
-    class InProcessEngine:
-        triples = len(store)
-
-        def run(self, request):
-            return evaluate(store, request)
-
-    client = create_app(Settings(cache_entries=0), engine=InProcessEngine()).test_client()
+    client = in_process_server(store, "http://csv-excel.test", cache_entries=0).client
     query_text = 'SELECT ?name WHERE { ?c cmc:isoAlpha3 "CIV" ; rdfs:label ?name }'
     answer = client.get("/sparql", query_string={"query": query_text, "format": "csv-excel"})
     assert answer.status_code == 200 and answer.mimetype == "text/csv"

@@ -25,7 +25,8 @@ import pyoxigraph as ox
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from cmc_kg.engine import Engine, QueryPolicy, QueryRequest, ServiceError
+from cmc_kg.contract import QueryPolicy, QueryRequest, ServiceError
+from cmc_kg.engine import Engine
 from cmc_kg.namespaces import SOURCES_GRAPH
 from cmc_kg.query import example_queries
 from cmc_kg.safety import QueryError, QueryRefused, check_query

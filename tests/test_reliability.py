@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from cmc_kg.build import BuildError, build
-from cmc_kg.engine import Engine, QueryRequest, WorkerDied
+from cmc_kg.contract import QueryRequest, WorkerDied
+from cmc_kg.engine import Engine
 from cmc_kg.namespaces import PREFIXES, RDFS
 from cmc_kg.settings import Paths
 

@@ -13,7 +13,8 @@ import urllib.request
 import pytest
 
 from cmc_kg import engine as engine_module
-from cmc_kg.engine import Engine, QueryRequest, WorkerProtocolError
+from cmc_kg.contract import QueryRequest
+from cmc_kg.engine import Engine, WorkerProtocolError
 from cmc_kg.settings import Settings
 from cmc_kg.server import create_app
 

@@ -37,8 +37,16 @@ def error(status: int, message: str) -> Response:
 
 
 def format_values() -> list[str]:
-    """Every value of the format parameters, in the order sent."""
-    return [value for name in FORMAT_PARAMETERS for value in request.values.getlist(name) if value.strip()]
+    """Every value of the format parameters, in the order sent (read once per request: a query's answer is
+    negotiated for results and for graphs, and for a browser)."""
+    values = request.environ.get(_FORMAT_VALUES)
+    if values is None:
+        values = request.environ[_FORMAT_VALUES] = tuple(
+            value for name in FORMAT_PARAMETERS for value in request.values.getlist(name) if value.strip())
+    return list(values)
+
+
+_FORMAT_VALUES = "cmc_kg.format_values"  # where format_values keeps them in the request's environ
 
 
 def negotiate(table: dict[str, Format], default: str, extra: tuple[str, ...] = ()) -> Format | str | None:

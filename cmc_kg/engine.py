@@ -612,7 +612,8 @@ class Engine:
         finally:
             with self._lock:
                 self._in_flight -= 1
-                self._changed.notify_all()
+                if self._closed:  # only close() waits for this count
+                    self._changed.notify_all()
         if status == "ok":
             return value
         errors = {"refused": QueryRefused, "query-error": QueryError, "not-acceptable": NotAcceptable,
@@ -661,7 +662,12 @@ class Engine:
         with self._lock:
             if worker in self._all:
                 self._idle.append(worker)
-                self._changed.notify_all()
+                # Any waiter takes a regular worker: wake one, not every thread waiting (each would take the GIL
+                # to find nothing). Only some may take the quick lane: for it, wake them all.
+                if worker.lane:
+                    self._changed.notify_all()
+                else:
+                    self._changed.notify()
 
     def _ask(self, request: QueryRequest, deadline: float, key: str):
         lane = self.lane_seconds > 0 and key not in self._slow

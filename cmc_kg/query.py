@@ -106,10 +106,7 @@ _PREFIX_NAMES = [(prefix + ":", prefix, namespace) for prefix, namespace in PREF
 
 def _prefixes_named(text: str) -> dict[str, str]:
     """The predefined prefixes the query may use (``name:`` appears in it): Oxigraph takes half as long to
-    parse a short query given these as given all 40. The whole map when the query has codepoint escapes
-    (``\\u0063ountry:``), which a text search cannot see through."""
-    if "\\u" in text or "\\U" in text:
-        return PREFIX_MAP
+    parse a short query given these as given all 40."""
     return {prefix: namespace for name, prefix, namespace in _PREFIX_NAMES if name in text}
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import queue
 import select
@@ -200,11 +201,19 @@ def _answer_frame(answer: Answer) -> bytes:
                   answer.kind, answer.truncated)
 
 
+def _readable(fd: int, seconds: float) -> bool:
+    """Whether a pipe has data or was closed within ``seconds``. poll(), not select(), which fails for
+    descriptors past 1024, nor Connection.poll(), which builds a selector each time (3x slower)."""
+    waiting = select.poll()
+    waiting.register(fd, select.POLLIN)
+    return bool(waiting.poll(max(0, math.ceil(seconds * 1000))))
+
+
 def _read_exact(fd: int, size: int, deadline: float) -> bytes:
     """``size`` bytes from a pipe; EOFError if it closes first, QueryTimeout past the deadline."""
     chunks, missing = [], size
     while missing:
-        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        if not _readable(fd, deadline - time.monotonic()):
             raise QueryTimeout("the query worker did not finish its reply in time")
         chunk = os.read(fd, min(missing, 1 << 20))
         if not chunk:
@@ -690,7 +699,7 @@ class Engine:
                 continue
             try:
                 limit = min(deadline, time.monotonic() + self.lane_seconds) if worker.lane else deadline
-                answered = worker.connection.poll(max(0.0, limit - time.monotonic()))
+                answered = _readable(worker.connection.fileno(), limit - time.monotonic())
                 if not answered:
                     self._replace(worker)
                     if worker.lane and time.monotonic() < deadline:

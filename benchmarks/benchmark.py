@@ -391,6 +391,7 @@ class Measure:
     statuses: dict[int, int] = field(default_factory=dict)   # wrk counts only 0 (not 2xx or 3xx) and 200 (the rest)
     errors: int = 0
     reported: dict[float, float] = field(default_factory=dict)   # percentile -> ms, as wrk prints them
+    cpu_seconds: float | None = None   # CPU the server's processes used meanwhile (see hammer_timed)
 
     @property
     def qps(self) -> float:
@@ -406,6 +407,10 @@ class Measure:
     @property
     def all_ok(self) -> bool:
         return self.errors == 0 and set(self.statuses) == {200}
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_seconds / self.requests * 1e6 if self.cpu_seconds is not None and self.requests else math.nan
 
 
 def _target(server: Server, query: BenchQuery) -> tuple[str, dict]:
@@ -499,6 +504,28 @@ def hammer_python(server: Server, query: BenchQuery, duration: float, concurrenc
     return measure
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process and its children now running (our query workers), from /proc."""
+    total = 0
+    for process in process_tree(pid):
+        try:
+            with open(f"/proc/{process}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def hammer_timed(server: Server, query: BenchQuery, duration: float, concurrency: int) -> Measure:
+    """``hammer``, with the CPU time the server used meanwhile: on a machine shared with other work, CPU per
+    request varies less than queries/s."""
+    before = process_cpu_seconds(server.process.pid)
+    measure = hammer(server, query, duration, concurrency)
+    measure.cpu_seconds = process_cpu_seconds(server.process.pid) - before
+    return measure
+
+
 def warm_up(server: Server, queries: list[BenchQuery], seconds: float = 0.2) -> None:
     for query in queries:
         hammer(server, query, seconds, 1)
@@ -547,7 +574,7 @@ def run_graph(graph: str, build_dir: Path, workdir: Path, duration: float, concu
         for concurrency in concurrencies:
             result.mix[("oxigraph", concurrency)] = {q.name: hammer(oxigraph, q, duration, concurrency)
                                                     for q in queries}
-            result.trivial[("oxigraph", concurrency)] = {q.name: hammer(oxigraph, q, duration, concurrency)
+            result.trivial[("oxigraph", concurrency)] = {q.name: hammer_timed(oxigraph, q, duration, concurrency)
                                                         for q in trivial_queries()}
         oxigraph.stop()
         for mode in cache_modes:
@@ -559,7 +586,7 @@ def run_graph(graph: str, build_dir: Path, workdir: Path, duration: float, concu
                         q.name: hammer(ours, q, duration, concurrency) for q in queries}
                     if mode == "off":
                         result.trivial[("cmc-kg cache off", concurrency)] = {
-                            q.name: hammer(ours, q, duration, concurrency) for q in trivial_queries()}
+                            q.name: hammer_timed(ours, q, duration, concurrency) for q in trivial_queries()}
                 result.memory[mode] = process_memory(ours.process.pid)
                 if examples:
                     example_list = example_mix()
@@ -641,6 +668,9 @@ def report(result: GraphResult, concurrencies: list[int], cache_modes: list[str]
         say(_HEADER)
         for name, x in ours.items():
             say(_row(name, x, theirs[name]))
+        for name, x in ours.items():
+            say(f"{name}: server CPU per request {x.cpu_us_per_request:.0f} µs (query workers included), "
+                f"Oxigraph {theirs[name].cpu_us_per_request:.0f} µs")
     for mode, memory in result.memory.items():
         workers = [mb for name, mb in memory.items() if name.startswith("worker") and name.endswith("RSS")]
         say(f"\n-- memory, {result.graph} graph ({result.triples:,} triples), cache {mode}: "

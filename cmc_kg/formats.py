@@ -30,6 +30,7 @@ refuses, and why:
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import json
@@ -349,6 +350,12 @@ def _relabel(term, label):
     return term
 
 
+def _starts_any(namespace: str, sorted_iris: list[str]) -> bool:
+    """Whether an IRI starts with ``namespace``: the first one not below it does, if any does."""
+    i = bisect.bisect_left(sorted_iris, namespace)
+    return i < len(sorted_iris) and sorted_iris[i].startswith(namespace)
+
+
 def write_triples(triples: list, fmt: Format, prefixes: dict[str, str] | None = None) -> bytes:
     """A CONSTRUCT or DESCRIBE answer in an RDF format; Turtle and TriG declare the prefixes they use.
 
@@ -359,12 +366,14 @@ def write_triples(triples: list, fmt: Format, prefixes: dict[str, str] | None = 
     if fmt.name == "rdfxml":
         _rdfxml_checks(triples, fmt)
     label = _labeller(terms, _NCNAME_LABEL if fmt.name == "rdfxml" else _TURTLE_LABEL)
-    triples = [_relabel(triple, label) for triple in triples]
+    if any(isinstance(t, ox.BlankNode) and label(t) != t.value for t in terms):  # else nothing to rename
+        triples = [_relabel(triple, label) for triple in triples]
     used = None
     if prefixes and fmt.name in ("turtle", "trig"):
         iris = {term.value for triple in triples for term in triple if isinstance(term, ox.NamedNode)}
         iris |= {t.object.datatype.value for t in triples if isinstance(t.object, ox.Literal)}
-        used = {p: ns for p, ns in prefixes.items() if any(iri.startswith(ns) for iri in iris)}
+        ordered = sorted(iris)
+        used = {p: ns for p, ns in prefixes.items() if _starts_any(ns, ordered)}
     try:
         data: bytes = ox.serialize(triples, format=fmt.rdf_format, prefixes=used)  # type: ignore[assignment]  # no output: bytes
     except (OSError, ValueError) as refused:  # Oxigraph's writers refuse with io errors (InvalidInput)

@@ -101,6 +101,15 @@ def dataset_options(default_graphs: tuple[str, ...] | None = None,
     return options
 
 
+_PREFIX_NAMES = [(prefix + ":", prefix, namespace) for prefix, namespace in PREFIX_MAP.items()]
+
+
+def _prefixes_named(text: str) -> dict[str, str]:
+    """The predefined prefixes the query may use (``name:`` appears in it): Oxigraph takes half as long to
+    parse a short query given these as given all 40."""
+    return {prefix: namespace for name, prefix, namespace in _PREFIX_NAMES if name in text}
+
+
 def run_query(store: ox.Store, text: str, asserted_only: bool = False, declares_dataset: bool | None = None,
               **graphs):
     """Evaluate a query; raise QueryError with the parser's message if it is malformed.
@@ -112,7 +121,7 @@ def run_query(store: ox.Store, text: str, asserted_only: bool = False, declares_
             safety.declares_dataset(text) if declares_dataset is None else declares_dataset):
         store = asserted_view(store)
     try:
-        return store.query(text, prefixes=PREFIX_MAP, **dataset_options(**graphs))
+        return store.query(text, prefixes=_prefixes_named(text), **dataset_options(**graphs))
     except SyntaxError as error:
         raise QueryError(str(error)) from None
 

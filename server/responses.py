@@ -3,12 +3,15 @@ the HTTP around answers (CORS, gzip, ETags of compressed answers), which the app
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 
 import pyoxigraph as ox
 from flask import Response, request
 from rdflib import Graph
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
 
 from cmc_kg.formats import RDF_FORMATS, RESULT_FORMATS, Format, by_name_or_type, write_triples
 
@@ -34,8 +37,16 @@ def error(status: int, message: str) -> Response:
 
 
 def format_values() -> list[str]:
-    """Every value of the format parameters, in the order sent."""
-    return [value for name in FORMAT_PARAMETERS for value in request.values.getlist(name) if value.strip()]
+    """Every value of the format parameters, in the order sent (read once per request: a query's answer is
+    negotiated for results and for graphs, and for a browser)."""
+    values = request.environ.get(_FORMAT_VALUES)
+    if values is None:
+        values = request.environ[_FORMAT_VALUES] = tuple(
+            value for name in FORMAT_PARAMETERS for value in request.values.getlist(name) if value.strip())
+    return list(values)
+
+
+_FORMAT_VALUES = "cmc_kg.format_values"  # where format_values keeps them in the request's environ
 
 
 def negotiate(table: dict[str, Format], default: str, extra: tuple[str, ...] = ()) -> Format | str | None:
@@ -50,13 +61,43 @@ def negotiate(table: dict[str, Format], default: str, extra: tuple[str, ...] = (
         known = by_name_or_type(value, table)
         if known is not None:
             return known
-    if not request.accept_mimetypes:
+    offered = tuple(extra) + (table[default].media_type,) + tuple(t for f in table.values() for t in f.media_types)
+    best = _by_accept(_best_match, offered)
+    if best is _NO_ACCEPT:
         return table[default]
-    offered = list(extra) + [table[default].media_type] + [t for f in table.values() for t in f.media_types]
-    best = request.accept_mimetypes.best_match(offered)
     if best is None:
         return None
     return best if best in extra else by_name_or_type(best, table)
+
+
+_NO_ACCEPT = object()  # what _best_match says for a missing or empty Accept header
+# Clients send the same few Accept headers over and over, and matching one costs more than a trivial query
+# (Werkzeug normalises every media type on every comparison): the answers are kept per header, for headers
+# up to this length (a browser's is about 150 characters), so that the cache stays small whatever is sent.
+_CACHED_ACCEPT_CHARS = 512
+
+
+def _by_accept(function, *args):
+    """``function(accept header, *args)``, from its cache when the header is short enough to be kept."""
+    accept = request.headers.get("Accept", "")
+    return (function if len(accept) <= _CACHED_ACCEPT_CHARS else function.__wrapped__)(accept, *args)
+
+
+@functools.lru_cache(maxsize=512)
+def _best_match(accept: str, offered: tuple[str, ...]) -> str | object | None:
+    """The offered media type the Accept header prefers (_NO_ACCEPT when it has none); None: none acceptable."""
+    parsed = parse_accept_header(accept, MIMEAccept)
+    return parsed.best_match(offered) if parsed else _NO_ACCEPT
+
+
+@functools.lru_cache(maxsize=512)
+def _html_preferred(accept: str) -> bool:
+    """Whether the Accept header names HTML above every format the server writes (see browser_wants_html)."""
+    parsed = parse_accept_header(accept, MIMEAccept)
+    html = max((quality for value, quality in parsed if value.lower() in HTML_TYPES), default=0)
+    others = max(parsed.quality(t) for table in (RESULT_FORMATS, RDF_FORMATS)
+                 for f in table.values() for t in f.media_types)
+    return html > others
 
 
 def wants_html() -> bool | None:
@@ -75,11 +116,7 @@ def browser_wants_html() -> bool:
         return False
     if "html" in values or any(value in HTML_TYPES for value in values):
         return True
-    accept = request.accept_mimetypes
-    html = max((quality for value, quality in accept if value.lower() in HTML_TYPES), default=0)
-    others = max(accept.quality(t) for table in (RESULT_FORMATS, RDF_FORMATS)
-                 for f in table.values() for t in f.media_types)
-    return html > others
+    return _by_accept(_html_preferred)
 
 
 def not_acceptable() -> Response:
@@ -112,6 +149,8 @@ def _accepts_gzip() -> bool:
 def revalidated(etag: str) -> Response | None:
     """304 when the client holds the answer with this ETag, plain or compressed by :func:`compress` (a gzip
     copy only while the client still accepts gzip); None when it must be sent."""
+    if "If-None-Match" not in request.headers:  # most requests: no need to read Accept-Encoding
+        return None
     held = [etag] + ([etag + GZIP_SUFFIX] if _accepts_gzip() else [])
     match = next((tag for tag in held if tag in request.if_none_match), None)
     if match is None:

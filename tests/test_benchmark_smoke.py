@@ -44,8 +44,12 @@ def test_benchmark_core_on_the_real_build(benchmark, built, tmp_path):
     assert len(examples) >= 15
     assert all(m.requests > 0 and m.statuses == {200: m.requests} for m in examples.values()), {
         n: m.statuses for n, m in examples.items()}
+    for server in ("oxigraph", "cmc-kg cache off"):
+        trivial = result.trivial[(server, 2)]
+        assert all(m.requests > 0 and m.cpu_seconds is not None and m.cpu_seconds >= 0 for m in trivial.values())
     met = benchmark.report(result, [1, 2], ["off"], say=lines.append)
     assert any("ratio" in line for line in lines) and any("geometric mean" in line for line in lines)
+    assert any("server CPU per request" in line for line in lines)
     assert list(met) == ["real: every example query p99 < 50 ms, cache off"]  # reported, not asserted
 
 

@@ -428,3 +428,16 @@ def test_the_command_line_reports_a_refusal_without_a_traceback(built):
                                        TRIPLE_SELECT])
     assert result.exit_code == 1 and "triple term" in result.output and result.exception is not None
     assert isinstance(result.exception, SystemExit)
+
+
+def test_turtle_declares_exactly_the_prefixes_its_iris_use():
+    country, cmc = PREFIX_MAP["country"], PREFIX_MAP["cmc"]
+    triples = [ox.Triple(ox.NamedNode(country + "FRA"), ox.NamedNode(cmc + "isoAlpha3"), ox.Literal("FRA")),
+               ox.Triple(ox.BlankNode("b1"), ox.NamedNode("http://example.org/unprefixed"),
+                         ox.Literal("1", datatype=ox.NamedNode(PREFIX_MAP["xsd"] + "integer")))]
+    text = write_triples(triples, RDF_FORMATS["turtle"], PREFIX_MAP).decode("utf-8")
+    declared = set(re.findall(r"^@prefix (\w*):", text, re.MULTILINE))
+    expected = {p for p, ns in PREFIX_MAP.items()
+                if any(iri.startswith(ns) for iri in (country + "FRA", cmc + "isoAlpha3", PREFIX_MAP["xsd"] + "integer"))}
+    assert {"country", "cmc", "xsd"} <= declared == expected
+    assert "_:b1" in text and len(list(ox.parse(text.encode(), format=ox.RdfFormat.TURTLE))) == 2

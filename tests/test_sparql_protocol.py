@@ -113,6 +113,19 @@ def test_accept_q_values_wildcards_and_format_parameter(endpoint):
     assert status == 200 and headers["Content-Type"].startswith("text/csv")
 
 
+def test_the_same_accept_header_gets_the_same_choice_however_long(endpoint):
+    """Choices are kept per Accept header (server/responses.py); a header too long to keep is matched anew."""
+    filler = ", ".join(f"application/x-unknown-{n};q=0.1" for n in range(40))
+    for accept in ("text/csv;q=0.5, application/sparql-results+xml;q=0.9",
+                   filler + ", text/csv;q=0.5, application/sparql-results+xml;q=0.9"):
+        for _ in range(2):
+            assert call(endpoint, CODES, accept=accept)[1]["Content-Type"].startswith("application/sparql-results+xml")
+            assert call(endpoint, CONSTRUCT, accept=accept)[0] == 406
+    assert len(filler) > 512
+    browser = filler + ", text/html, */*;q=0.8"
+    assert b"<html" in call(endpoint, CODES, accept=browser)[2].lower()
+
+
 @pytest.mark.parametrize("query,params,media_type", [
     # Virtuoso's and Oxigraph's names: "xml" and "json" name results for SELECT and ASK, RDF for graphs.
     (CONSTRUCT, {"format": "xml"}, "application/rdf+xml"),

@@ -417,3 +417,16 @@ def test_readme_names_the_examples_that_need_inference(store):
     listed = re.search(r"Examples that rely on them \(([\d,\s]+):", readme)
     assert listed, "README.md no longer lists the examples that rely on inference"
     assert set(re.sub(r"\s", "", listed.group(1)).split(",")) == needs
+
+
+def test_sparqlwrapper_reads_the_form_of_every_shipped_query():
+    """SPARQLWrapper guesses a query's form from its text and sends what it takes for an update as `update=`
+    (403 here). Its comment pattern leaves every second line of a comment block, so a description holding
+    "clearance" read as CLEAR, and "describe" as DESCRIBE: descriptions must not trip it."""
+    from SPARQLWrapper import SPARQLWrapper
+
+    for stem, query in QUERIES.items():
+        form = re.search(r"^(SELECT|CONSTRUCT|ASK|DESCRIBE)\b", query.text, re.M)
+        client = SPARQLWrapper("http://127.0.0.1/sparql")
+        client.setQuery(query.text)
+        assert form and client.queryType == form.group(1), (stem, client.queryType)

@@ -98,10 +98,7 @@ def stats_command(settings):
     click.echo(f"member organizations: {int(members['orgs'])} in {int(members['memberships'])} memberships, "
                f"from {int(members['countries'])} countries (where a source gives the country); "
                f"target (issue 11): {MEMBER_TARGET[0]} organizations from {MEMBER_TARGET[1]} countries")
-    records = select(store, "SELECT ?key ?asOf (COUNT(DISTINCT ?state) AS ?states) WHERE { "
-                            "?r a cmc:ClusterMunitionStatus ; cmc:state ?state ; prov:wasDerivedFrom ?src . "
-                            "?src cmc:sourceKey ?key OPTIONAL { ?src cmc:asOf ?asOf } } GROUP BY ?key ?asOf "
-                            "ORDER BY (!BOUND(?asOf)) ?asOf ?key", asserted_only=True)
+    records = select(store, internal_query("stats-status-records"), asserted_only=True)
     monitor_years = {row["asOf"][:4] for row in records.rows if row["key"].startswith("MONITOR-") and row.get("asOf")}
     click.echo(f"states with a cluster-munition record, per report ({len(monitor_years)} Monitor report years; "
                f"target: {MONITOR_YEARS_TARGET})")

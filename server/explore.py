@@ -33,7 +33,7 @@ from cmc_kg.contract import EngineBusy, QueryTimeout
 from cmc_kg.namespaces import ID, ONTOLOGY
 from cmc_kg.terms import curie
 
-from .pages import changes_about, current_release
+from .pages import release_changes
 from .state import State
 
 __all__ = ["bp", "set_values", "treaty_chart", "network_layout", "regions_table", "members_by_country",
@@ -160,14 +160,6 @@ def treaties() -> tuple[dict[str, Treaty], Sparql]:
         if row and row.get("asAt"):
             found[slug] = Treaty(slug, row["treaty"], row["name"], date.fromisoformat(row["asAt"]))
     return found, answer
-
-
-def _release_changes(iri: str) -> dict:
-    """The current release's changes that involve ``iri``, for the page's "changed since" section."""
-    dump_file = State.current().paths.dump_file
-    if not dump_file.exists():
-        return {"changes": [], "release": None}
-    return {"changes": changes_about(dump_file, iri), "release": current_release(dump_file)}
 
 
 def _treaty_or_404(slug: str) -> tuple[Treaty, dict[str, Treaty]]:
@@ -420,7 +412,7 @@ def treaty_page(slug: str):
                            problem=problem, chart=chart, pending=pending, series=_series(series_sparql),
                            rows=rows, counts=counts, statuses=STATUSES, others=others, caveat=caveat,
                            has_entry_into_force=has_entry_into_force, chart_sparql=series_sparql,
-                           **_release_changes(treaty.iri),
+                           **release_changes(State.current().paths.dump_file, treaty.iri),
                            events_sparql=events_sparql, status_sparql=status_sparql, by_region=by_region,
                            regions_sparql=regions_sparql)
 

@@ -331,8 +331,7 @@ def entity_page(iri: str) -> dict:
             f"                    cmc:treaty ?treaty ; cmc:date ?date }}\n  FILTER(?g != <{INFERRED_GRAPH}>)\n}} "
             f"ORDER BY ?date"),
         "formats": _format_links(),
-        "release": current_release(state.paths.dump_file) if state.paths.dump_file.exists() else None,
-        "changes": changes_about(state.paths.dump_file, iri) if state.paths.dump_file.exists() else [],
+        **release_changes(state.paths.dump_file, iri),
         "sources": sorted(used.values(), key=lambda s: (s["iri"] == str(INFERRED_GRAPH), s["key"].lower())),
     }
 
@@ -614,6 +613,13 @@ def changes_about(dump_file: Path, iri: str) -> list[dict]:
             _changes_cache.clear()
             _changes_cache[key] = index
         return _changes_cache[key].get(iri, [])
+
+
+def release_changes(dump_file: Path, iri: str) -> dict:
+    """The current release and its changes that involve ``iri``, for a page's "changed since" section."""
+    if not dump_file.exists():
+        return {"release": None, "changes": []}
+    return {"release": current_release(dump_file), "changes": changes_about(dump_file, iri)}
 
 
 @bp.route("/dumps/", methods=["GET", "HEAD"])

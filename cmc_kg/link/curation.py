@@ -20,13 +20,14 @@ from typing import Sequence
 
 from rdflib import Graph, Literal, URIRef
 
+from ..build import source_slug
 from ..namespaces import CMC, DCTERMS, FOAF, ID, ORG, PREFIXES, PROV, RDF, RDFS, SDO, SKOS, WD, XSD
 from ..tables import numbered_rows
 from ..terms import TurtleWriter, entity_name
 
 __all__ = ["CurationError", "Decision", "Candidate", "METHODS", "read_curation", "write_curation", "render_links",
            "write_links", "reference_decisions", "read_candidates", "write_candidates", "registered_sources",
-           "expand", "LINKS_FOLDER", "merge_decisions", "link_record", "slug", "ENTITY_CLASSES"]
+           "expand", "LINKS_FOLDER", "merge_decisions", "link_record", "ENTITY_CLASSES"]
 
 LINKS_FOLDER = "wikidata-links"
 METHODS = {"iso-code-match": CMC.IsoCodeMatch, "curated": CMC.CuratedDecision,
@@ -94,10 +95,6 @@ def expand(name: str) -> URIRef:
     if not local or namespace is None or not str(namespace).startswith(str(ID)) or namespace == ID:
         raise ValueError(f"{name!r} is not a prefixed name of a cmc-kg entity (country:FRA, kgorg:icbl, place:oslo …)")
     return URIRef(str(namespace) + local)
-
-
-def slug(key: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
 
 
 def read_curation(path: Path) -> list[Decision]:
@@ -197,7 +194,7 @@ def render_links(decisions: list[Decision], curation_name: str) -> str:
         if decision.score:
             turtle.add(record, CMC.matchScore, Literal(Decimal(decision.score), datatype=XSD.decimal))
         for key in decision.source_keys:
-            turtle.add(record, PROV.wasDerivedFrom, PREFIXES["source"][slug(key)])
+            turtle.add(record, PROV.wasDerivedFrom, PREFIXES["source"][source_slug(key)])
         turtle.add(record, DCTERMS.date, Literal(decision.decided, datatype=XSD.date))
         if decision.note:
             turtle.add(record, RDFS.comment, Literal(decision.note, lang="en"))

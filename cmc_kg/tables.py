@@ -10,13 +10,14 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from rdflib import Literal, URIRef
 
 from .namespaces import CMC, DCTERMS, PREFIXES, RDF, RDFS, SKOS, XSD
 from .terms import TurtleWriter
 
-__all__ = ["import_tables", "TREATIES", "TableError"]
+__all__ = ["import_tables", "INSTRUMENTS", "Instrument", "TableError"]
 
 ACTION = PREFIXES["action"]
 COUNTRY = PREFIXES["country"]
@@ -25,15 +26,33 @@ NOTE = PREFIXES["note"]
 PARTICIPATION = PREFIXES["participation"]
 TREATY = PREFIXES["treaty"]
 
-# UNTC MTDSG number -> (treaty slug, name used in action labels).
-TREATIES = {
-    "XXVI-6": ("ccm", "Convention on Cluster Munitions"),
-    "XXVI-5": ("mbt", "Mine Ban Treaty"),
-    "XXVI-2": ("ccw", "Convention on Certain Conventional Weapons"),
-    "XXVI-2-a": ("ccw-protocol-iv", "CCW Protocol IV"),
-    "XXVI-2-b": ("ccw-amended-protocol-ii", "CCW Amended Protocol II"),
-    "XXVI-2-c": ("ccw-amendment-article-i", "CCW Amendment to Article I"),
-    "XXVI-2-d": ("ccw-protocol-v", "CCW Protocol V"),
+class Instrument(NamedTuple):
+    """One UNTC status page: how the graph names its treaty and how the reference tables name the page."""
+
+    treaty: str  # the treaty's slug in treaty:
+    name: str  # its name in action labels
+    table: str  # the reference table its rows go to (PARTICIPANT_FILES)
+    title: str  # its name as the reference tables spell it (the protocols' short titles, else the depositary's)
+
+
+# UNTC MTDSG number -> the instrument.
+INSTRUMENTS = {
+    "XXVI-6": Instrument("ccm", "Convention on Cluster Munitions", "ccm", "Convention on Cluster Munitions"),
+    "XXVI-5": Instrument("mbt", "Mine Ban Treaty", "mbt",
+                         "Convention on the Prohibition of the Use, Stockpiling, Production and Transfer of "
+                         "Anti-Personnel Mines and on their Destruction"),
+    "XXVI-2": Instrument("ccw", "Convention on Certain Conventional Weapons", "ccw",
+                         "Convention on Prohibitions or Restrictions on the Use of Certain Conventional Weapons which "
+                         "may be deemed to be Excessively Injurious or to have Indiscriminate Effects (with Protocols "
+                         "I, II and III)"),
+    "XXVI-2-a": Instrument("ccw-protocol-iv", "CCW Protocol IV", "ccw-protocols",
+                           "CCW Additional Protocol IV (Protocol on Blinding Laser Weapons), Vienna, 13 October 1995"),
+    "XXVI-2-b": Instrument("ccw-amended-protocol-ii", "CCW Amended Protocol II", "ccw-protocols",
+                           "CCW Protocol II as amended on 3 May 1996 (Mines, Booby-Traps and Other Devices)"),
+    "XXVI-2-c": Instrument("ccw-amendment-article-i", "CCW Amendment to Article I", "ccw-protocols",
+                           "Amendment to Article I of the CCW, Geneva, 21 December 2001"),
+    "XXVI-2-d": Instrument("ccw-protocol-v", "CCW Protocol V", "ccw-protocols",
+                           "CCW Protocol V on Explosive Remnants of War, Geneva, 28 November 2003"),
 }
 
 # UNTC consent types (reference/SOURCES.md) -> (class, IRI segment, label).
@@ -179,7 +198,7 @@ class _Participants:
         self.derived = TurtleWriter()
 
     def action(self, turtle: TurtleWriter, mtdsg: str, code: str, kind: URIRef, segment: str, label: str, date: str) -> URIRef:
-        slug, treaty_name = TREATIES[mtdsg]
+        slug, treaty_name = INSTRUMENTS[mtdsg].treaty, INSTRUMENTS[mtdsg].name
         iri = ACTION[f"{slug}/{code}/{segment}"]
         turtle.add(iri, RDF.type, kind)
         turtle.add(iri, RDFS.label, Literal(f"{self.names[code]}: {label}, {treaty_name}", lang="en"))
@@ -193,7 +212,7 @@ class _Participants:
         for line, row in numbered_rows(path):
             where = f"{path}:{line}"
             mtdsg, code = row["untc_mtdsg"], row["iso3"]
-            if mtdsg not in TREATIES or code not in self.names:
+            if mtdsg not in INSTRUMENTS or code not in self.names:
                 raise TableError(f"{where}: unknown treaty {mtdsg!r} or ISO 3166-1 code {code!r}")
             if self.untc_names.setdefault(row["untc_participant"], code) != code:
                 raise TableError(f"{where}: {row['untc_participant']!r} names two countries")
@@ -235,7 +254,7 @@ class _Participants:
     def participation(self, mtdsg: str, code: str, row: dict[str, str]) -> None:
         """One cmc:Participation per state and treaty: signed, party from (deposit of consent), party until (the
         withdrawal took effect, by the as-at date) in the UNTC graph; in force from (Art. 17) in the derived graph."""
-        slug, treaty_name = TREATIES[mtdsg]
+        slug, treaty_name = INSTRUMENTS[mtdsg].treaty, INSTRUMENTS[mtdsg].name
         node = PARTICIPATION[f"{slug}/{code}"]
         self.untc.add(node, RDF.type, CMC.Participation)
         self.untc.add(node, RDFS.label, Literal(f"{self.names[code]} in the {treaty_name}", lang="en"))
@@ -263,7 +282,8 @@ class _Participants:
         path = self.reference / NOTES_FILE
         turtle = TurtleWriter()
         for line, row in numbered_rows(path):
-            slug, treaty_name = TREATIES[row["untc_mtdsg"]]
+            instrument = INSTRUMENTS[row["untc_mtdsg"]]
+            slug, treaty_name = instrument.treaty, instrument.name
             note = NOTE[f"{slug}/{row['note_no']}"]
             turtle.add(note, RDF.type, CMC.DepositaryNote)
             turtle.add(note, RDFS.label, Literal(f"UNTC end-note {row['note_no']}, {treaty_name}", lang="en"))

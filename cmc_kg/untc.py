@@ -23,27 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .namespaces import ONTOLOGY
-from .tables import COUNTRIES_FILE, NOTES_FILE, PARTICIPANT_FILES
+from .tables import COUNTRIES_FILE, INSTRUMENTS, NOTES_FILE, PARTICIPANT_FILES
 
-__all__ = ["PAGES", "PAGE_URL", "LayoutError", "Page", "parse_page", "read_pages", "tables_from_pages",
+__all__ = ["PAGE_URL", "LayoutError", "Page", "parse_page", "read_pages", "tables_from_pages",
            "write_tables", "refresh_untc"]
 
 PAGE_URL = "https://treaties.un.org/Pages/ViewDetails.aspx?src=TREATY&mtdsg_no={mtdsg}&chapter=26&clang=_en"
-
-# MTDSG number -> (reference table key, the instrument's name as the tables spell it). The protocol names are the
-# tables' short titles; the three conventions' names are the depositary's titles.
-PAGES = {
-    "XXVI-6": ("ccm", "Convention on Cluster Munitions"),
-    "XXVI-5": ("mbt", "Convention on the Prohibition of the Use, Stockpiling, Production and Transfer of "
-                      "Anti-Personnel Mines and on their Destruction"),
-    "XXVI-2": ("ccw", "Convention on Prohibitions or Restrictions on the Use of Certain Conventional Weapons which "
-                      "may be deemed to be Excessively Injurious or to have Indiscriminate Effects (with Protocols I, "
-                      "II and III)"),
-    "XXVI-2-a": ("ccw-protocols", "CCW Additional Protocol IV (Protocol on Blinding Laser Weapons), Vienna, 13 October 1995"),
-    "XXVI-2-b": ("ccw-protocols", "CCW Protocol II as amended on 3 May 1996 (Mines, Booby-Traps and Other Devices)"),
-    "XXVI-2-c": ("ccw-protocols", "Amendment to Article I of the CCW, Geneva, 21 December 2001"),
-    "XXVI-2-d": ("ccw-protocols", "CCW Protocol V on Explosive Remnants of War, Geneva, 28 November 2003"),
-}
 
 # Entry into force for a state by Article 17 of the CCM and of the Mine Ban Treaty: the threshold instrument
 # (30th, 40th), counted in the table sorted by date; successions are left out (the rule does not apply).
@@ -169,8 +154,8 @@ def parse_page(page: str, where: str) -> Page:
                             "the header 'STATUS AS AT : DD-MM-YYYY'").groups()
     as_at = dt.date(int(year), int(month), int(day)).isoformat()
     numbers = set(re.findall(r"mtdsg_no=(XXVI-[0-9a-z-]+)", page))
-    if len(numbers) != 1 or next(iter(numbers)) not in PAGES:
-        raise LayoutError(f"{where}: expected one MTDSG number of {', '.join(PAGES)} in the page's links "
+    if len(numbers) != 1 or next(iter(numbers)) not in INSTRUMENTS:
+        raise LayoutError(f"{where}: expected one MTDSG number of {', '.join(INSTRUMENTS)} in the page's links "
                           f"(mtdsg_no=...), found {sorted(numbers) or 'none'}")
     mtdsg = numbers.pop()
     rows = _rows(_table(page, "_tblgrid", where, "the participant table (<table id=\"..._tblgrid\">)"))
@@ -270,11 +255,11 @@ def tables_from_pages(pages: list[Page], reference: Path) -> dict[str, list[dict
     countries = Countries(reference)
     tables: dict[str, list[dict[str, str]]] = {key: [] for key in COLUMNS}
     by_mtdsg = {page.mtdsg: page for page in pages}
-    missing = [mtdsg for mtdsg in PAGES if mtdsg not in by_mtdsg]
+    missing = [mtdsg for mtdsg in INSTRUMENTS if mtdsg not in by_mtdsg]
     if missing:
         raise LayoutError(f"no status page for {', '.join(missing)}: a refresh needs every page "
-                          f"({', '.join(PAGES)}), or the tables would be half updated")
-    for mtdsg, (key, title) in PAGES.items():
+                          f"({', '.join(INSTRUMENTS)}), or the tables would be half updated")
+    for mtdsg, (_, _, key, title) in INSTRUMENTS.items():
         page = by_mtdsg[mtdsg]
         threshold = None
         if mtdsg in ENTRY_INTO_FORCE_THRESHOLD:
@@ -345,7 +330,7 @@ def write_tables(tables: dict[str, list[dict[str, str]]], pages: list[Page], ref
     contents[reference / RETRIEVAL_FILE] = _csv(RETRIEVAL_COLUMNS, [
         {"untc_mtdsg": p.mtdsg, "url": p.url or PAGE_URL.format(mtdsg=p.mtdsg), "read_from": p.source,
          "status_as_at": p.as_at, "retrieved": p.retrieved, "sha256": p.sha256}
-        for p in sorted(pages, key=lambda p: list(PAGES).index(p.mtdsg))])
+        for p in sorted(pages, key=lambda p: list(INSTRUMENTS).index(p.mtdsg))])
     staged, changed = [], []
     try:
         for path, text in contents.items():
@@ -399,7 +384,7 @@ def read_pages(files: list[Path] | None, retrieved: str, url_template: str = PAG
                    for path in files]
     else:
         sources = []
-        for mtdsg in PAGES:
+        for mtdsg in INSTRUMENTS:
             url = url_template.format(mtdsg=mtdsg)
             progress(f"downloading {url}")
             request = urllib.request.Request(url, headers={"User-Agent": f"cmc-kg refresh ({ONTOLOGY})"})

@@ -9,7 +9,7 @@ import pytest
 from cmc_kg.namespaces import PREFIXES
 from cmc_kg.query import select
 from cmc_kg.settings import Paths
-from cmc_kg.tables import PARTICIPANT_FILES, TREATIES
+from cmc_kg.tables import INSTRUMENTS, PARTICIPANT_FILES
 
 SETTINGS = Paths()
 PARTICIPATION = str(PREFIXES["participation"])
@@ -24,7 +24,7 @@ def _expected() -> dict[str, dict[str, str]]:
     out = {}
     for name in PARTICIPANT_FILES.values():
         for r in _rows(name):
-            slug = TREATIES[r["untc_mtdsg"]][0]
+            slug = INSTRUMENTS[r["untc_mtdsg"]].treaty
             values = {"signedOn": r.get("signature_date", ""), "partyFrom": r["consent_date"] if r["consent_type"] else "",
                       "inForceFrom": r.get("eif_for_state_derived_art17", ""),
                       "partyUntil": r.get("withdrawal_effective_date", "")

@@ -14,6 +14,7 @@ import pytest
 from rdflib import Graph, Literal
 
 from cmc_kg import untc
+from cmc_kg.tables import INSTRUMENTS
 from cmc_kg.namespaces import CMC
 from cmc_kg.settings import REPO_ROOT
 from conftest import free_port
@@ -99,7 +100,7 @@ def test_saved_pages_give_exactly_the_reference_tables():
 def test_committed_page_record_names_the_saved_pages():
     """reference/untc_pages.csv records each page's as-at date, retrieval date and checksum."""
     rows = {row["untc_mtdsg"]: row for row in table_rows(REPO_ROOT / "reference" / untc.RETRIEVAL_FILE)}
-    assert set(rows) == set(untc.PAGES)
+    assert set(rows) == set(INSTRUMENTS)
     for page in untc.read_pages(sorted(SAVED.glob("*.html.gz")), "2026-02-03"):
         assert (rows[page.mtdsg]["status_as_at"], rows[page.mtdsg]["sha256"]) == (page.as_at, page.sha256)
 
@@ -187,7 +188,7 @@ def test_downloads_the_pages_when_it_can_reach_them(tmp_path):
         template = f"http://127.0.0.1:{server.server_address[1]}/{{mtdsg}}.html"
         reference = reference_copy(tmp_path)
         pages, changed = untc.refresh_untc(reference, [], "2026-02-11", template)
-        assert {page.url for page in pages} == {template.format(mtdsg=m) for m in untc.PAGES}
+        assert {page.url for page in pages} == {template.format(mtdsg=m) for m in INSTRUMENTS}
         assert {path.name for path in changed} == {"ccm_participants_untc.csv", "mbt_participants_untc.csv",
                                                    "ccw_participants_untc.csv", "ccw_protocols_participants_untc.csv",
                                                    "untc_footnotes_ccm_mbt_ccw.csv", untc.RETRIEVAL_FILE}

@@ -43,7 +43,7 @@ class RemoteError(Exception):
 
 @dataclass(frozen=True)
 class Credentials:
-    """A user name and password for an engine's write endpoints; ``repr`` never shows the password."""
+    """A user name and password for an engine's endpoints; ``repr`` never shows the password."""
 
     user: str
     password: str
@@ -203,7 +203,9 @@ class RemoteEngine:
                  max_answer_bytes: int = 16 << 20):
         self.endpoint, self.timeout, self.policy = endpoint, timeout, policy
         self.max_answer_bytes = max_answer_bytes
-        self._client = _Client()
+        # an engine behind a password (Virtuoso's /sparql-auth, a proxy's auth_basic) gets the same credentials
+        # as push, sent only to this endpoint and only once it has asked for them
+        self._client = _Client(Credentials.find(endpoint), (endpoint,))
         self.graphs: frozenset[str] = frozenset()
         self.network_filter: str | None = None  # the remote engine guards its own network
         self._dataset: tuple[tuple[str, str], ...] = ()

@@ -394,7 +394,7 @@ class _BasicGate:
         self.server.server_close()
 
 
-def test_push_answers_a_basic_challenge_and_never_sends_credentials_unasked(built, oxigraph, tmp_path):
+def test_push_and_serve_answer_a_basic_challenge_and_never_send_credentials_unasked(built, oxigraph, tmp_path):
     gate = _BasicGate(oxigraph, "pusher", secret := secrets.token_hex(8))
     try:
         netrc = tmp_path / "netrc"
@@ -412,5 +412,18 @@ def test_push_answers_a_basic_challenge_and_never_sends_credentials_unasked(buil
         refused = _push(built[0].build_dir, gate.url + "/store", env={"NETRC": str(tmp_path / "none"),
                                                                      "CMC_KG_PUSH_USER": None, "CMC_KG_PUSH_PASSWORD": None})
         assert refused.returncode != 0 and "401" in refused.stderr and "CMC_KG_PUSH_USER" in refused.stderr
+        gate.seen.clear()
+        # serve --store reads through the same gate with the same credentials, sent only once asked for
+        live = start_server(built[0].build_dir, "--store", gate.url + "/query",
+                            env={**{k: v for k, v in os.environ.items() if not k.startswith("CMC_KG_PUSH_")},
+                                 "NETRC": str(netrc)})
+        try:
+            with urllib.request.urlopen(live.url + "/sparql?query=" + urllib.parse.quote(
+                    "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }"), timeout=120) as answer:
+                assert answer.status == 200 and b"results" in answer.read()
+        finally:
+            stop_server(live)
+        assert gate.seen and not gate.seen[0][2] and gate.seen[-1][2]
+        assert all(path.startswith("/query") for _, path, _ in gate.seen)
     finally:
         gate.close()

@@ -31,12 +31,13 @@ from flask import Blueprint, abort, render_template, request
 
 from cmc_kg.contract import EngineBusy, QueryTimeout
 from cmc_kg.namespaces import ID, ONTOLOGY
+from cmc_kg.query import set_values
 from cmc_kg.terms import curie
 
 from .pages import release_changes
 from .state import State
 
-__all__ = ["bp", "set_values", "treaty_chart", "network_layout", "regions_table", "members_by_country",
+__all__ = ["bp", "treaty_chart", "network_layout", "regions_table", "members_by_country",
            "status_grid"]
 
 bp = Blueprint("explore", __name__)
@@ -65,32 +66,6 @@ def date_literal(day: date) -> str:
 # --------------------------------------------------------------------------------------------------
 # The queries behind the pictures
 # --------------------------------------------------------------------------------------------------
-
-_VALUES = re.compile(r"VALUES\s*(\((?:\s*\?\w+)+\s*\)|\?\w+)\s*\{(.*?)\}", re.S)
-
-
-def set_values(text: str, variables: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    """The query with the data of its ``VALUES`` block over exactly ``variables`` replaced by ``rows``.
-
-    The query files hold runnable defaults (``VALUES (?treaty ?onDate) { (treaty:ccm "…"^^xsd:date) }``);
-    a page swaps in its own treaty and date, so the text it shows is the text it ran.
-    :raises ValueError: when the query has no such block (the file and the code disagree).
-    """
-    for match in _VALUES.finditer(text):
-        names = tuple(re.findall(r"\?(\w+)", match.group(1)))
-        if names != variables:
-            continue
-        if len(names) == 1:
-            data = "{ " + " ".join(row[0] for row in rows) + " }"
-        elif len(rows) == 1:
-            data = "{ (" + " ".join(rows[0]) + ") }"
-        else:
-            line_start = text.rfind("\n", 0, match.start()) + 1
-            indent = " " * (match.start() - line_start)
-            data = "{\n" + "".join(f"{indent}  (" + " ".join(row) + ")\n" for row in rows) + indent + "}"
-        return text[:match.start()] + f"VALUES {match.group(1)} {data}" + text[match.end():]
-    raise ValueError(f"the query has no VALUES block over {' '.join('?' + v for v in variables)}")
-
 
 @dataclass
 class Sparql:

@@ -21,9 +21,8 @@ import pytest
 from conftest import watched_page
 
 from cmc_kg.namespaces import ID
-from cmc_kg.query import example_queries, select
+from cmc_kg.query import example_queries, select, set_values
 from cmc_kg.settings import REPO_ROOT, Paths
-from cmc_kg.server.explore import set_values
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 SETTINGS = Paths()

@@ -1,5 +1,5 @@
-"""The SPARQL the code runs lives in cmc_kg/sparql/, one file per query, each used and each valid; no Python
-string of cmc_kg/, server/ or tasks.py is a query."""
+"""The SPARQL the code runs lives in cmc_kg/sparql/, one file per query, each used and each valid: the queries
+over the build at the top, those sent to Wikidata in wikidata/."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from cmc_kg.settings import REPO_ROOT
 CODE = [p for folder in ("cmc_kg", "server") for p in (REPO_ROOT / folder).rglob("*.py")]
 TEXT = "\n".join(path.read_text("utf-8") for path in CODE)
 FILES = sorted(p.stem for p in _INTERNAL_QUERIES.glob("*.rq"))
+WIKIDATA = sorted(f"wikidata/{p.stem}" for p in (_INTERNAL_QUERIES / "wikidata").glob("*.rq"))
 
 
 def test_every_query_the_code_names_has_a_file_and_every_file_is_used():
-    named = {n for n in re.findall(r'internal_query\(f?"([^"]+)"\)', TEXT) if "{" not in n}
-    assert named - set(FILES) == set()
+    # internal_query("x"), or pages.about("x", …) for a query about one IRI
+    named = {n for n in re.findall(r'(?:internal_query|about)\(f?"([^"]+)"', TEXT) if "{" not in n}
+    assert named - set(FILES + WIKIDATA) == set()
     tables = {f"table-{name}" for name in __import__("cmc_kg.export", fromlist=["TABLES"]).TABLES}
-    quoted = set(re.findall(r'"([\w-]+)"', TEXT))  # a name passed on, e.g. to pages.about("entity-facts", ...)
-    assert [name for name in FILES if name not in quoted | tables] == []
+    quoted = set(re.findall(r'"([\w/-]+)"', TEXT))  # a name passed on, e.g. to pages.about("entity-facts", ...)
+    assert [name for name in FILES + WIKIDATA if name not in quoted | tables] == []
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -32,3 +34,22 @@ def test_each_internal_query_runs_on_the_build(store, name):
 def test_the_graph_sizes_query_is_written_once():
     text = "GROUP BY ?g ORDER BY ?g"
     assert [p.name for p in CODE if text in p.read_text("utf-8")] == []
+
+
+@pytest.mark.parametrize("name", WIKIDATA)
+def test_each_wikidata_query_runs_on_wikidata_shaped_data_and_is_sent_as_a_query(name):
+    """Each file runs with the prefixes the client sends, on the test data shaped like Wikidata that
+    tests/test_wikidata.py serves in its place; and SPARQLWrapper, which sends it, takes it for a SELECT (its
+    guess of the form reads words of the comments: one read as an update would be sent as one)."""
+    import pyoxigraph as ox
+    from SPARQLWrapper import SPARQLWrapper
+
+    from cmc_kg.link.client import PREFIX_HEADER
+
+    text = PREFIX_HEADER + internal_query(name)
+    fake = ox.Store()
+    fake.load(path=str(REPO_ROOT / "tests" / "data" / "wikidata" / "fake-wikidata.ttl"), format=ox.RdfFormat.TURTLE)
+    assert list(fake.query(text)), f"{name}.rq gives no rows on the Wikidata-shaped test data"
+    client = SPARQLWrapper("http://127.0.0.1/sparql")
+    client.setQuery(text)
+    assert client.queryType == "SELECT"

@@ -18,6 +18,7 @@ from typing import Callable
 from rdflib import Literal, URIRef
 
 from ..namespaces import DCTERMS, GRAPH, P, PQ, PROV, PS, RDFS, WD, WDT, XSD
+from ..query import internal_query, set_values
 from ..terms import TurtleWriter
 from .client import WikidataClient
 
@@ -100,11 +101,8 @@ def fetch_facts(client: WikidataClient, qids: list[str], progress: Progress = la
         progress(f"  facts: {done}/{len(set(qids))} items")
     labelled = sorted(set(qids) | value_items)
     for batch in _batches(labelled, client.config.wikidata_batch_size):
-        items = " ".join(_iri(WD[q]) for q in batch)
-        for row in client.select(f"""SELECT ?item ?label WHERE {{
-  VALUES ?item {{ {items} }}
-  ?item rdfs:label ?label FILTER (LANG(?label) = "en")
-}}"""):
+        for row in client.select(set_values(internal_query("wikidata/item-labels"), ("item",),
+                                            [(_iri(WD[q]),) for q in batch])):
             turtle.add(row["item"], RDFS.label, row["label"])
     progress(f"  labels: {len(labelled)} items")
     return turtle

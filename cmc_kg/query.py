@@ -125,7 +125,7 @@ def open_store(paths: Paths = Paths()) -> ox.Store:
 
 def default_graph_size(store: ox.Store) -> int:
     """Triples in the merged default graph."""
-    return int(next(iter(store.query("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")))["n"].value)  # type: ignore[arg-type]
+    return int(next(iter(store.query(internal_query("triples"))))["n"].value)  # type: ignore[arg-type]
 
 
 def dataset_options(default_graphs: tuple[str, ...] | None = None,

@@ -25,10 +25,15 @@ def test_every_query_the_code_names_has_a_file_and_every_file_is_used():
     assert [name for name in FILES + WIKIDATA if name not in quoted | tables] == []
 
 
+# Queries of what `cmc-kg push` adds to an engine, which the build does not hold (tests/test_remote.py runs them).
+PUSHED = {"push-marker", "default-graph-is-union"}
+
+
 @pytest.mark.parametrize("name", FILES)
 def test_each_internal_query_runs_on_the_build(store, name):
     """Each file runs as it is, its VALUES defaults included, and answers something on the real build."""
-    assert list(run_query(store, internal_query(name))), f"{name}.rq gives no rows on the real build"
+    answer = list(run_query(store, internal_query(name)))
+    assert answer or name in PUSHED, f"{name}.rq gives no rows on the real build"
 
 
 def test_the_graph_sizes_query_is_written_once():

@@ -3,6 +3,7 @@ over the build at the top, those sent to Wikidata in wikidata/."""
 
 from __future__ import annotations
 
+import ast
 import re
 
 import pytest
@@ -58,3 +59,32 @@ def test_each_wikidata_query_runs_on_wikidata_shaped_data_and_is_sent_as_a_query
     client = SPARQLWrapper("http://127.0.0.1/sparql")
     client.setQuery(text)
     assert client.queryType == "SELECT"
+
+
+# Python strings that are SPARQL, and why they stay in Python.
+INLINE = {
+    ("cmc_kg/query.py", "INSERT"): "an update (not a query) that fills a store's default graph, as the build runs it",
+    ("cmc_kg/link/enrich.py", "SELECT"): "generated from FACTS, the one declaration of the facts pulled from Wikidata",
+}
+_SPARQL = re.compile(r"\b(SELECT|CONSTRUCT|ASK|DESCRIBE|INSERT|DELETE)\b[^{}]*\{(?!\})", re.S)
+
+
+def test_no_python_string_is_a_query():
+    """Docstrings aside, no string (or f-string) of cmc_kg/, server/ or tasks.py holds a query, but those INLINE
+    names."""
+    found = set()
+    for path in CODE + [REPO_ROOT / "tasks.py"]:
+        tree = ast.parse(path.read_text("utf-8"))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.JoinedStr):
+                text = "".join(part.value if isinstance(part, ast.Constant) else "{}" for part in node.values)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                text = node.value
+            else:
+                continue
+            if match := _SPARQL.search(text):
+                found.add((path.relative_to(REPO_ROOT).as_posix(), match.group(1)))
+    assert found == set(INLINE)

@@ -157,7 +157,7 @@ def _code_candidates(client: WikidataClient, states: list[LocalEntity], progress
     for prop, attribute, name in (("P298", "iso3", "alpha-3"), ("P297", "iso2", "alpha-2")):
         codes = sorted({getattr(s, attribute) for s in states if getattr(s, attribute)})
         done = 0
-        by_property = set_values(internal_query("wikidata/items-by-code"), ("property",), [(URIRef(WDT[prop]).n3(),)])
+        by_property = set_values(internal_query("wikidata/items-by-code"), ("property",), [(WDT[prop].n3(),)])
         for batch in _batches(codes, client.config.wikidata_batch_size):
             rows = client.select(set_values(by_property, ("code",), [(Literal(code).n3(),) for code in batch]))
             for row in rows:

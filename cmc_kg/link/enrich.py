@@ -3,8 +3,9 @@
 The facts pulled are declared once, in :data:`FACTS`. They are written as Wikidata writes them (truthy
 ``wdt:`` values; for a fact with qualifiers, the full statement ``p:``/``ps:``/``pq:`` as well), so that a
 query over the snapshot reads like the same query sent to the Wikidata Query Service with SERVICE. The
-file states when and from which endpoint it was retrieved. It is committed, so that the offline default has
-it; `cmc-kg enrich wikidata` replaces it, and without it the build works just as well.
+file states when and from which endpoint it was retrieved. Once committed, the offline default uses it as it is;
+`cmc-kg enrich wikidata` replaces it, and without it the build works just as well (none is committed yet:
+graph/wikidata-enrichment/README.md).
 """
 
 from __future__ import annotations

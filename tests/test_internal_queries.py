@@ -37,11 +37,6 @@ def test_each_internal_query_runs_on_the_build(store, name):
     assert answer or name in PUSHED, f"{name}.rq gives no rows on the real build"
 
 
-def test_the_graph_sizes_query_is_written_once():
-    text = "GROUP BY ?g ORDER BY ?g"
-    assert [p.name for p in CODE if text in p.read_text("utf-8")] == []
-
-
 @pytest.mark.parametrize("name", WIKIDATA)
 def test_each_wikidata_query_runs_on_wikidata_shaped_data_and_is_sent_as_a_query(name):
     """Each file runs with the prefixes the client sends, on the test data shaped like Wikidata that

@@ -282,14 +282,16 @@ def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at:
     grid = [{"y": y(v), "label": str(v)} for v in range(0, y_max + 1, step)]
     for marker in markers:
         marker["ty"] = plot_top - 8 - marker["row"] * 16
-    end_labels: list[dict[str, Any]] = [{"y": y(last_par), "text": f"{last_par} parties", "kind": "parties"},
-                  {"y": y(last_sig), "text": f"{last_sig} have signed", "kind": "signatories"}]
+    end_labels: list[dict[str, Any]] = [
+        {"y": y(last_par), "text": f"{last_par} parties", "kind": "parties"},
+        {"y": y(last_sig), "text": f"{last_sig} have signed", "kind": "signatories"}]
     if abs(end_labels[0]["y"] - end_labels[1]["y"]) < 15:
         upper, lower = sorted(end_labels, key=lambda item: item["y"])
         middle = (upper["y"] + lower["y"]) / 2
         upper["y"], lower["y"] = middle - 8, middle + 8
     return {"width": width, "height": total_h, "left": left, "right": width - right, "top": plot_top,
-            "bottom": plot_bottom, "signatories_path": step_path([(d, s) for d, s, _ in series]), "parties_path": step_path([(d, p) for d, _, p in series]),
+            "bottom": plot_bottom, "signatories_path": step_path([(d, s) for d, s, _ in series]),
+            "parties_path": step_path([(d, p) for d, _, p in series]),
             "ticks": ticks, "grid": grid, "markers": markers, "end_x": x(end), "end_labels": end_labels,
             "last_signatories": last_sig, "last_parties": last_par, "start": start, "end": end,
             "compact": compact, "x": x}

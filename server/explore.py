@@ -203,6 +203,25 @@ EVENT_NAMES = {str(CMC.Adoption): "adopted", str(CMC.OpeningForSignature): "open
 WITHDRAWAL_DATES = (str(CMC.WithdrawalEffective), str(CMC.scheduledEffectiveDate))
 
 
+def _label_row(labels: dict[int, list[tuple[float, float]]], markers: list[dict], x0: float, x1: float,
+               mx: float) -> int:
+    """The row of a chart label spanning x0..x1 whose marker line is at mx, the labels right of it placed.
+
+    A marker's line runs from its label down through the rows below. A label takes the lowest row (of 10)
+    where it overlaps no label, covers no line of a higher label, and its own line crosses no lower label;
+    failing that, the lowest row where it overlaps no label.
+    """
+    def fits(row: int) -> bool:
+        return all(b < x0 - 6 or a > x1 + 6 for a, b in labels.get(row, ()))
+
+    def clear(row: int) -> bool:
+        return (fits(row) and not any(m["row"] > row and x0 - 4 <= m["x"] <= x1 + 4 for m in markers)
+                and not any(a - 4 <= mx <= b + 4 for r in range(row) for a, b in labels.get(r, ())))
+
+    row = next((r for r in range(10) if clear(r)), None)
+    return row if row is not None else next(r for r in range(len(labels) + 1) if fits(r))
+
+
 def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at: date,
                  width: int = 980, height: int = 300, compact: bool = False) -> dict:
     """The geometry of the step chart, for explore_chart macros.
@@ -225,9 +244,7 @@ def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at:
         return round(left + (_ordinal(day) - _ordinal(start)) / span * plot_w, 1)
 
     if not compact:
-        # Labels sit in rows above the plot (row 0 nearest it); a marker's line runs from its label down
-        # through the rows below. Placed right to left, each label takes the lowest row where it overlaps
-        # no label, covers no line of a higher label, and its own line crosses no lower label.
+        # Labels sit in rows above the plot (row 0 nearest it), placed right to left (_label_row).
         labels: dict[int, list[tuple[float, float]]] = defaultdict(list)
         for event in sorted(events, key=lambda e: e["date"], reverse=True):
             if not start <= event["date"] <= end:
@@ -236,17 +253,7 @@ def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at:
             w = _text_width(event["label"], font) + 4
             anchor = "start" if mx + 4 + w <= width - 4 else "end"
             x0, x1 = (mx, mx + 4 + w) if anchor == "start" else (mx - 4 - w, mx)
-
-            def fits(row: int) -> bool:
-                return all(b < x0 - 6 or a > x1 + 6 for a, b in labels.get(row, ()))
-
-            def clear(row: int) -> bool:
-                return (fits(row) and not any(m["row"] > row and x0 - 4 <= m["x"] <= x1 + 4 for m in markers)
-                        and not any(a - 4 <= mx <= b + 4 for r in range(row) for a, b in labels.get(r, ())))
-
-            row = next((r for r in range(10) if clear(r)), None)
-            if row is None:
-                row = next(r for r in range(len(labels) + 1) if fits(r))
+            row = _label_row(labels, markers, x0, x1, mx)
             labels[row].append((x0, x1))
             markers.append({**event, "x": mx, "row": row, "anchor": anchor,
                             "tx": mx + 4 if anchor == "start" else mx - 4})

@@ -18,7 +18,8 @@ from typing import TypedDict
 import pyoxigraph as ox
 from rdflib import Graph, Literal, URIRef
 
-from .namespaces import CMC, DCTERMS, INFERRED_GRAPH, ONTOLOGY_GRAPH, PREFIXES, RDF, RDFS, bind_prefixes
+from .namespaces import CMC, DCTERMS, PREFIXES, RDF, RDFS, bind_prefixes
+from .query import PREFIX_MAP, internal_query
 
 __all__ = ["Change", "Snapshot", "load_snapshot", "diff", "to_markdown", "to_rdf", "RELEASE_FILE", "DUMP_NAME"]
 
@@ -49,24 +50,10 @@ CONSENT_KINDS = {CMC.Ratification, CMC.Acceptance, CMC.Approval, CMC.Accession, 
 ACTION_KIND_OF = {CMC.Signature: CMC.BecameSignatory, CMC.WithdrawalNotification: CMC.WithdrawalNotified,
                   CMC.WithdrawalEffective: CMC.WithdrawalTookEffect, **{k: CMC.BecameParty for k in CONSENT_KINDS}}
 
-_ASSERTED = f"FILTER(?g != <{INFERRED_GRAPH}> && ?g != <{ONTOLOGY_GRAPH}>)"
-QUERIES = {
-    "actions": f"""SELECT ?x ?kind ?actor ?treaty ?date ?scheduled WHERE {{
-        GRAPH ?g {{ ?x a ?kind ; cmc:actor ?actor ; cmc:treaty ?treaty ; cmc:date ?date }} {_ASSERTED}
-        OPTIONAL {{ ?x cmc:scheduledEffectiveDate ?scheduled }} }}""",
-    "organizations": f"""SELECT ?x WHERE {{ GRAPH ?g {{ ?x a ?c }} {_ASSERTED}
-        ?c rdfs:subClassOf* org:Organization }}""",
-    "memberships": f"""SELECT ?x ?member ?organization ?end WHERE {{
-        GRAPH ?g {{ ?x a org:Membership ; org:member ?member ; org:organization ?organization }} {_ASSERTED}
-        OPTIONAL {{ ?x org:memberDuring/time:hasEnd ?instant .
-                   ?instant time:inXSDDate|time:inXSDgYearMonth|time:inXSDgYear ?end }} }}""",
-    "claims": f"SELECT ?x WHERE {{ GRAPH ?g {{ ?x a cmc:QuantitativeClaim }} {_ASSERTED} }}",
-    "notes": f"""SELECT ?x ?text ?treaty WHERE {{ GRAPH ?g {{ ?x a cmc:DepositaryNote ; rdf:value ?text ;
-        cmc:treaty ?treaty }} {_ASSERTED} }}""",
-    "sources": "SELECT ?x ?key ?asof WHERE { GRAPH ?g { ?x a cmc:SourceDocument ; cmc:sourceKey ?key } "
-               "OPTIONAL { ?x cmc:asOf ?asof } }",
-}
-_PROLOGUE = "".join(f"PREFIX {p}: <{ns}>\n" for p, ns in PREFIXES.items())
+# What a snapshot is read into, by name: each query's rows.
+QUERIES = {"actions": internal_query("diff-actions"), "organizations": internal_query("diff-organizations"),
+           "memberships": internal_query("diff-memberships"), "claims": internal_query("diff-claims"),
+           "notes": internal_query("diff-notes"), "sources": internal_query("diff-sources")}
 
 
 @dataclass(frozen=True)
@@ -125,15 +112,13 @@ def load_snapshot(path: Path) -> Snapshot:
             store.bulk_load(path=plain.name, format=ox.RdfFormat.N_QUADS)
     else:
         store.bulk_load(path=str(dump), format=ox.RdfFormat.N_QUADS)
-    rows = {name: _select(store, _PROLOGUE + text) for name, text in QUERIES.items()}
-    labels = {row["x"]: row["label"] for row in _select(store, _PROLOGUE + (
-        "SELECT ?x (MIN(?l) AS ?label) WHERE { GRAPH ?g { ?x rdfs:label ?l } FILTER(langMatches(lang(?l), 'en')) } "
-        "GROUP BY ?x"))}
+    rows = {name: _select(store, text) for name, text in QUERIES.items()}
+    labels = {row["x"]: row["label"] for row in _select(store, internal_query("diff-labels"))}
     return Snapshot(version, rows, labels)
 
 
 def _select(store: ox.Store, text: str) -> list[dict[str, str]]:
-    solutions = store.query(text, use_default_graph_as_union=True)
+    solutions = store.query(text, prefixes=PREFIX_MAP, use_default_graph_as_union=True)
     assert isinstance(solutions, ox.QuerySolutions), "only SELECT queries are read into rows"
     names = [v.value for v in solutions.variables]
     return [{name: solution[name].value for name in names if solution[name] is not None} for solution in solutions]

@@ -10,6 +10,7 @@ graph's entity IRIs, so ``STRSTARTS(STR(?x), STR(id:))`` picks out the entities 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from . import safety
 from .safety import QueryError
 from .settings import Paths
 
-__all__ = ["PREFIX_MAP", "QueryError", "internal_query", "dataset_options", "load_store", "asserted_view", "merge_default_graph", "default_graph_size", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
+__all__ = ["PREFIX_MAP", "QueryError", "internal_query", "set_values", "iri_ref", "writable_iri", "dataset_options", "load_store", "asserted_view", "merge_default_graph", "default_graph_size", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
            "ExampleQuery"]
 
 PREFIX_MAP = {prefix: str(ns) for prefix, ns in PREFIXES.items()}
@@ -31,8 +32,49 @@ _INTERNAL_QUERIES = Path(__file__).parent / "sparql"
 @functools.cache
 def internal_query(name: str) -> str:
     """The SPARQL of cmc_kg/sparql/<name>.rq: the queries the code runs live there, each in one file, not in
-    Python strings (the examples users see are in queries/ at the top of the repository)."""
+    Python strings (the examples users see are in queries/ at the top of the repository). A query about given
+    terms holds runnable defaults in a VALUES block, which the caller replaces with :func:`set_values`."""
     return (_INTERNAL_QUERIES / f"{name}.rq").read_text(encoding="utf-8")
+
+
+_VALUES = re.compile(r"VALUES\s*(\((?:\s*\?\w+)+\s*\)|\?\w+)\s*\{(.*?)\}", re.S)
+
+
+def set_values(text: str, variables: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """The query with the data of its ``VALUES`` block over exactly ``variables`` replaced by ``rows``.
+
+    Query files hold runnable defaults (``VALUES (?treaty ?onDate) { (treaty:ccm "…"^^xsd:date) }``); the code
+    swaps in its own terms, each already written as SPARQL (:func:`iri_ref`, an rdflib term's ``n3()``), so a
+    page that shows its query shows the text it ran, and no input is formatted into the query's syntax.
+    :raises ValueError: when the query has no such block (the file and the code disagree).
+    """
+    for match in _VALUES.finditer(text):
+        names = tuple(re.findall(r"\?(\w+)", match.group(1)))
+        if names != variables:
+            continue
+        if len(names) == 1:
+            data = "{ " + " ".join(row[0] for row in rows) + " }"
+        elif len(rows) == 1:
+            data = "{ (" + " ".join(rows[0]) + ") }"
+        else:
+            line_start = text.rfind("\n", 0, match.start()) + 1
+            indent = " " * (match.start() - line_start)
+            data = "{\n" + "".join(f"{indent}  (" + " ".join(row) + ")\n" for row in rows) + indent + "}"
+        return text[:match.start()] + f"VALUES {match.group(1)} {data}" + text[match.end():]
+    raise ValueError(f"the query has no VALUES block over {' '.join('?' + v for v in variables)}")
+
+
+def writable_iri(iri: str) -> bool:
+    """Whether an IRI can be written between < and > in SPARQL (no spaces, quotes, braces or the like)."""
+    return not any(c in '<>"{}|^`\\' or ord(c) <= 0x20 for c in iri)
+
+
+def iri_ref(iri: str) -> str:
+    """An IRI as SPARQL writes it, ``<iri>``; raises ValueError for one that :func:`writable_iri` refuses."""
+    if not writable_iri(iri):
+        raise ValueError(f"not an IRI SPARQL can write: {iri!r}")
+    return f"<{iri}>"
+
 
 @dataclass
 class Rows:
@@ -83,7 +125,7 @@ def open_store(paths: Paths = Paths()) -> ox.Store:
 
 def default_graph_size(store: ox.Store) -> int:
     """Triples in the merged default graph."""
-    return int(next(iter(store.query("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")))["n"].value)  # type: ignore[arg-type]
+    return int(next(iter(store.query(internal_query("triples"))))["n"].value)  # type: ignore[arg-type]
 
 
 def dataset_options(default_graphs: tuple[str, ...] | None = None,

@@ -21,7 +21,7 @@ from typing import Any
 import pyoxigraph as ox
 
 from .diff import DUMP_NAME, RELEASE_FILE, diff, load_snapshot, to_markdown, to_rdf
-from .namespaces import CMC, SOURCES_GRAPH
+from .query import internal_query, run_query
 from .settings import Paths
 
 __all__ = ["make_release", "read_release", "latest_release", "source_dates", "ReleaseError", "CHANGES_MARKDOWN", "CHANGES_RDF", "RELEASE_FILES"]
@@ -50,8 +50,7 @@ def source_dates(dump: Path) -> dict[str, str]:
     """Each registered source's key -> its as-at date (empty where the source gives none), from a build's dump."""
     store = ox.Store()
     store.bulk_load(path=str(dump), format=ox.RdfFormat.N_QUADS)
-    rows = store.query(f"SELECT ?key ?asof WHERE {{ GRAPH <{SOURCES_GRAPH}> {{ ?s <{CMC.sourceKey}> ?key "
-                       f"OPTIONAL {{ ?s <{CMC.asOf}> ?asof }} }} }}")
+    rows = run_query(store, internal_query("source-dates"))
     assert isinstance(rows, ox.QuerySolutions), "a SELECT query answers with rows"
     return dict(sorted((row["key"].value, row["asof"].value if row["asof"] else "") for row in rows))
 

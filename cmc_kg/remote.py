@@ -27,7 +27,7 @@ import pyoxigraph as ox
 from .contract import Answer, AnswerTooLarge, NotAcceptable, QueryPolicy, QueryRequest, QueryTimeout
 from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions, write_triples
 from .namespaces import DCTERMS, GRAPH, MERGED_GRAPH, PUSH_GRAPH
-from .query import PREFIX_MAP, QueryError, load_store
+from .query import PREFIX_MAP, QueryError, internal_query, load_store, set_values
 from .safety import check_query
 from .settings import PUSH_PASSWORD_VARIABLE, PUSH_USER_VARIABLE
 
@@ -179,10 +179,6 @@ def _unshift_lines(message: str, shift: int) -> str:
     return re.sub(r"\b(\d+):(\d+)\b", lambda m: f"{max(1, int(m.group(1)) - shift)}:{m.group(2)}", message, count=1)
 
 
-_MARKER_QUERY = (f"SELECT ?build ?graph WHERE {{ GRAPH <{PUSH_GRAPH}> {{ <{PUSH_GRAPH}> <{DCTERMS.identifier}> ?build "
-                 f"OPTIONAL {{ <{PUSH_GRAPH}> <{DCTERMS.hasPart}> ?graph }} }} }}")
-
-
 class RemoteEngine:
     """Answers :class:`QueryRequest`s from a remote SPARQL 1.1 query endpoint (a :class:`QueryEngine`).
 
@@ -217,18 +213,18 @@ class RemoteEngine:
         if pushed:
             self.graphs = frozenset(build_graphs - {str(MERGED_GRAPH)})
         else:
-            answer = self.run(QueryRequest("SELECT ?g WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g", max_rows=100_000))
+            answer = self.run(QueryRequest(internal_query("graph-names"), max_rows=100_000))
             self.graphs = frozenset(b["g"]["value"] for b in json.loads(answer.body)["results"]["bindings"])
         # Loaded by hand, not by push: its size stands in for a build id (a change of size is then a new build).
         self.build_id = self.loaded = pushed or f"{endpoint}#{self.triples}"
 
     def _marker(self) -> tuple[str | None, frozenset[str]]:
-        rows = self._client.select(self.endpoint, _MARKER_QUERY)
+        rows = self._client.select(self.endpoint, _prologue() + internal_query("push-marker"))
         builds = {row["build"]["value"] for row in rows}
         return (builds.pop() if len(builds) == 1 else None), frozenset(r["graph"]["value"] for r in rows if "graph" in r)
 
     def _count(self) -> int:
-        answer = self.run(QueryRequest("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }"))
+        answer = self.run(QueryRequest(internal_query("triples")))
         return int(json.loads(answer.body)["results"]["bindings"][0]["n"]["value"])
 
     def latest(self) -> str | None:
@@ -351,8 +347,8 @@ def push(dump_file, endpoint: str, query_endpoint: str | None = None, update_end
     atomic = update_endpoint is not None
     if atomic:
         put(marker, staging + "push")
-    union = atomic and query_endpoint is not None and client.select(
-        query_endpoint, f"SELECT * WHERE {{ <{PUSH_GRAPH}> <{DCTERMS.identifier}> \"{build_id}\" }} LIMIT 1") != []
+    union = atomic and query_endpoint is not None and client.select(query_endpoint, _prologue() + set_values(
+        internal_query("default-graph-is-union"), ("build",), [(str(ox.Literal(build_id)),)])) != []
     if union:  # the engine's default graph is every graph it holds: the merged one is a graph of its own
         marker.append(ox.Triple(ox.NamedNode(str(PUSH_GRAPH)), ox.NamedNode(str(DCTERMS.hasPart)),
                                 ox.NamedNode(str(MERGED_GRAPH))))
@@ -370,9 +366,7 @@ def push(dump_file, endpoint: str, query_endpoint: str | None = None, update_end
         uploaded[name or "default"] = len(triples)
     stale = []
     if query_endpoint:
-        # (GROUP BY, not DISTINCT: Virtuoso 7.2 runs SELECT DISTINCT ?g into its 60 s limit and answers in part)
-        remote = {row["g"]["value"] for row in client.select(
-            query_endpoint, "SELECT ?g WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g", timeout=600)}
+        remote = {row["g"]["value"] for row in client.select(query_endpoint, internal_query("graph-names"), timeout=600)}
         keep = set(graphs) | {str(PUSH_GRAPH), str(MERGED_GRAPH) if union else ""}
         stale = sorted(g for g in remote - keep if g.startswith(str(GRAPH)) and not g.startswith(staging))
     if update_endpoint is not None:

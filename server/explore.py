@@ -21,22 +21,23 @@ treaties and entity links are built from :mod:`cmc_kg.namespaces`.
 from __future__ import annotations
 
 import math
-import re
 import urllib.parse
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
+from typing import Any, NamedTuple, Sequence
 
 from flask import Blueprint, abort, render_template, request
 
 from cmc_kg.contract import EngineBusy, QueryTimeout
-from cmc_kg.namespaces import ID, ONTOLOGY
+from cmc_kg.namespaces import CMC, FOAF, ID, ONTOLOGY, ORG
+from cmc_kg.query import set_values
 from cmc_kg.terms import curie
 
 from .pages import release_changes
 from .state import State
 
-__all__ = ["bp", "set_values", "treaty_chart", "network_layout", "regions_table", "members_by_country",
+__all__ = ["bp", "treaty_chart", "network_layout", "regions_table", "members_by_country",
            "status_grid"]
 
 bp = Blueprint("explore", __name__)
@@ -66,32 +67,6 @@ def date_literal(day: date) -> str:
 # The queries behind the pictures
 # --------------------------------------------------------------------------------------------------
 
-_VALUES = re.compile(r"VALUES\s*(\((?:\s*\?\w+)+\s*\)|\?\w+)\s*\{(.*?)\}", re.S)
-
-
-def set_values(text: str, variables: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    """The query with the data of its ``VALUES`` block over exactly ``variables`` replaced by ``rows``.
-
-    The query files hold runnable defaults (``VALUES (?treaty ?onDate) { (treaty:ccm "…"^^xsd:date) }``);
-    a page swaps in its own treaty and date, so the text it shows is the text it ran.
-    :raises ValueError: when the query has no such block (the file and the code disagree).
-    """
-    for match in _VALUES.finditer(text):
-        names = tuple(re.findall(r"\?(\w+)", match.group(1)))
-        if names != variables:
-            continue
-        if len(names) == 1:
-            data = "{ " + " ".join(row[0] for row in rows) + " }"
-        elif len(rows) == 1:
-            data = "{ (" + " ".join(rows[0]) + ") }"
-        else:
-            line_start = text.rfind("\n", 0, match.start()) + 1
-            indent = " " * (match.start() - line_start)
-            data = "{\n" + "".join(f"{indent}  (" + " ".join(row) + ")\n" for row in rows) + indent + "}"
-        return text[:match.start()] + f"VALUES {match.group(1)} {data}" + text[match.end():]
-    raise ValueError(f"the query has no VALUES block over {' '.join('?' + v for v in variables)}")
-
-
 @dataclass
 class Sparql:
     """One query as run for a picture: its title, text and answer."""
@@ -115,13 +90,13 @@ def _query_file(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def run(name: str, values: list[tuple[tuple[str, ...], list[tuple[str, ...]]]] = ()) -> Sparql:
+def run(name: str, values: Sequence[tuple[tuple[str, ...], list[tuple[str, ...]]]] = ()) -> Sparql:
     """Read ``queries/explore/<name>.rq``, fill in its VALUES, run it; rows as plain strings."""
     text = _query_file(name)
     title = next((line.split(":", 1)[1].strip() for line in text.splitlines()
                   if line.lower().startswith("# title:")), name)
-    for variables, rows in values:
-        text = set_values(text, variables, rows)
+    for variables, data in values:
+        text = set_values(text, variables, data)
     try:
         bindings = State.current().select(text)
     except (QueryTimeout, EngineBusy) as stopped:
@@ -222,8 +197,29 @@ def _nice_step(top: int) -> int:
     return 1000
 
 
-EVENT_NAMES = {"Adoption": "adopted", "OpeningForSignature": "opened for signature",
-               "ThresholdReached": "threshold reached", "EntryIntoForce": "entry into force"}
+# The chart's words for a treaty's own events, by their class.
+EVENT_NAMES = {str(CMC.Adoption): "adopted", str(CMC.OpeningForSignature): "opened for signature",
+               str(CMC.ThresholdReached): "threshold reached", str(CMC.EntryIntoForce): "entry into force"}
+WITHDRAWAL_DATES = (str(CMC.WithdrawalEffective), str(CMC.scheduledEffectiveDate))
+
+
+def _label_row(labels: dict[int, list[tuple[float, float]]], markers: list[dict], x0: float, x1: float,
+               mx: float) -> int:
+    """The row of a chart label spanning x0..x1 whose marker line is at mx, the labels right of it placed.
+
+    A marker's line runs from its label down through the rows below. A label takes the lowest row (of 10)
+    where it overlaps no label, covers no line of a higher label, and its own line crosses no lower label;
+    failing that, the lowest row where it overlaps no label.
+    """
+    def fits(row: int) -> bool:
+        return all(b < x0 - 6 or a > x1 + 6 for a, b in labels.get(row, ()))
+
+    def clear(row: int) -> bool:
+        return (fits(row) and not any(m["row"] > row and x0 - 4 <= m["x"] <= x1 + 4 for m in markers)
+                and not any(a - 4 <= mx <= b + 4 for r in range(row) for a, b in labels.get(r, ())))
+
+    row = next((r for r in range(10) if clear(r)), None)
+    return row if row is not None else next(r for r in range(len(labels) + 1) if fits(r))
 
 
 def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at: date,
@@ -248,9 +244,7 @@ def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at:
         return round(left + (_ordinal(day) - _ordinal(start)) / span * plot_w, 1)
 
     if not compact:
-        # Labels sit in rows above the plot (row 0 nearest it); a marker's line runs from its label down
-        # through the rows below. Placed right to left, each label takes the lowest row where it overlaps
-        # no label, covers no line of a higher label, and its own line crosses no lower label.
+        # Labels sit in rows above the plot (row 0 nearest it), placed right to left (_label_row).
         labels: dict[int, list[tuple[float, float]]] = defaultdict(list)
         for event in sorted(events, key=lambda e: e["date"], reverse=True):
             if not start <= event["date"] <= end:
@@ -259,17 +253,7 @@ def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at:
             w = _text_width(event["label"], font) + 4
             anchor = "start" if mx + 4 + w <= width - 4 else "end"
             x0, x1 = (mx, mx + 4 + w) if anchor == "start" else (mx - 4 - w, mx)
-
-            def fits(row: int) -> bool:
-                return all(b < x0 - 6 or a > x1 + 6 for a, b in labels.get(row, ()))
-
-            def clear(row: int) -> bool:
-                return (fits(row) and not any(m["row"] > row and x0 - 4 <= m["x"] <= x1 + 4 for m in markers)
-                        and not any(a - 4 <= mx <= b + 4 for r in range(row) for a, b in labels.get(r, ())))
-
-            row = next((r for r in range(10) if clear(r)), None)
-            if row is None:
-                row = next(r for r in range(len(labels) + 1) if fits(r))
+            row = _label_row(labels, markers, x0, x1, mx)
             labels[row].append((x0, x1))
             markers.append({**event, "x": mx, "row": row, "anchor": anchor,
                             "tx": mx + 4 if anchor == "start" else mx - 4})
@@ -289,12 +273,12 @@ def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at:
     def y(value: int) -> float:
         return round(plot_bottom - value / y_max * height, 1)
 
-    def step_path(index: int) -> str:
+    def step_path(counts: list[tuple[date, int]]) -> str:
         parts = [f"M{x(start)},{y(0)}"]
-        for point in series:
-            if point[0] > end:
+        for day, count in counts:
+            if day > end:
                 break
-            parts.append(f"H{x(point[0])}V{y(point[index])}")
+            parts.append(f"H{x(day)}V{y(count)}")
         parts.append(f"H{x(end)}")
         return "".join(parts)
 
@@ -305,14 +289,16 @@ def treaty_chart(series: list[tuple[date, int, int]], events: list[dict], as_at:
     grid = [{"y": y(v), "label": str(v)} for v in range(0, y_max + 1, step)]
     for marker in markers:
         marker["ty"] = plot_top - 8 - marker["row"] * 16
-    end_labels = [{"y": y(last_par), "text": f"{last_par} parties", "kind": "parties"},
-                  {"y": y(last_sig), "text": f"{last_sig} have signed", "kind": "signatories"}]
+    end_labels: list[dict[str, Any]] = [
+        {"y": y(last_par), "text": f"{last_par} parties", "kind": "parties"},
+        {"y": y(last_sig), "text": f"{last_sig} have signed", "kind": "signatories"}]
     if abs(end_labels[0]["y"] - end_labels[1]["y"]) < 15:
         upper, lower = sorted(end_labels, key=lambda item: item["y"])
         middle = (upper["y"] + lower["y"]) / 2
         upper["y"], lower["y"] = middle - 8, middle + 8
     return {"width": width, "height": total_h, "left": left, "right": width - right, "top": plot_top,
-            "bottom": plot_bottom, "signatories_path": step_path(1), "parties_path": step_path(2),
+            "bottom": plot_bottom, "signatories_path": step_path([(d, s) for d, s, _ in series]),
+            "parties_path": step_path([(d, p) for d, _, p in series]),
             "ticks": ticks, "grid": grid, "markers": markers, "end_x": x(end), "end_labels": end_labels,
             "last_signatories": last_sig, "last_parties": last_par, "start": start, "end": end,
             "compact": compact, "x": x}
@@ -326,17 +312,17 @@ def _chart_events(answer: Sparql, as_at: date) -> tuple[list[dict], list[dict]]:
     """The chart's markers (same-day withdrawals merged) and the withdrawals still pending at the as-at date."""
     markers, withdrawals, notified = [], defaultdict(list), {}
     for row in answer.rows:
-        kind, day = row["kind"].rsplit("#", 1)[-1], date.fromisoformat(row["date"])
+        kind, day = row["kind"], date.fromisoformat(row["date"])
         if kind in EVENT_NAMES:
             markers.append({"date": day, "kind": "event", "label": EVENT_NAMES[kind],
                             "title": f"{day.isoformat()}: {EVENT_NAMES[kind]}"})
-        elif kind == "WithdrawalEffective":
+        elif kind == str(CMC.WithdrawalEffective):
             withdrawals[day].append(row["stateName"])
-        elif kind == "WithdrawalNotification":
+        elif kind == str(CMC.WithdrawalNotification):
             notified[row["state"]] = (day, row["stateName"])
     effective = {}
     for row in answer.rows:
-        if row["kind"].endswith(("WithdrawalEffective", "scheduledEffectiveDate")):
+        if row["kind"] in WITHDRAWAL_DATES:
             effective[row["state"]] = date.fromisoformat(row["date"])
     for day, names in sorted(withdrawals.items()):
         if day <= as_at:
@@ -363,7 +349,7 @@ def _status_rows(answer: Sparql, on: date) -> list[dict]:
         cells = {}
         for key in ("signed", "consented", "inForce", "withdrawalNotified", "withdrawn"):
             value = row.get(key)
-            cells[key] = {"value": value or "", "later": bool(value) and value > on.isoformat()}
+            cells[key] = {"value": value or "", "later": (value or "") > on.isoformat()}
         rows.append({"state": row["state"], "name": row["name"], "path": entity_path(row["state"]),
                      "status": row["status"], "rank": STATUSES.index(row["status"]), **cells})
     return rows
@@ -447,6 +433,9 @@ def compare():
 # --------------------------------------------------------------------------------------------------
 # The coalition network
 # --------------------------------------------------------------------------------------------------
+# network_layout draws the network query's rows in four steps, each a function below: collect the nodes and
+# edges (_network), put each node in a column (_assign_columns, _hub_order), size and place the boxes
+# (_size_boxes, _place_columns, _stack_members, _place_by_neighbours), and route the edges (_route_edges).
 
 # Node kinds, in the order the legend lists them: (key, legend label).
 NODE_KINDS = (("coalition", "international coalition or campaign"), ("organization", "organization"),
@@ -454,51 +443,39 @@ NODE_KINDS = (("coalition", "international coalition or campaign"), ("organizati
               ("governance", "governance body"), ("research", "research and monitoring programme"),
               ("country", "country"))
 
-# Edge styles by the local name of the relation: (key, legend label, rank used to order members).
-RELATIONS = {
-    "SteeringCommitteeMemberRole": ("steering", "steering committee member", 0),
-    "FoundingMemberRole": ("founding", "founding member", 0),
-    "FoundingOrganizationRole": ("founding-org", "founding organization", 1),
-    "CoordinatorRole": ("coordinator", "coordinator", 1),
-    "MemberRole": ("member", "member", 2),
-    "AmbassadorRole": ("ambassador", "ambassador", 2),
-    "ParticipantRole": ("participant", "participant", 3),
-    "unitOf": ("unit", "governance body of", 4),
-    "subOrganizationOf": ("part", "part of", 4),
-    "Merger": ("merger", "merged into", 4),
-    "country": ("based", "based in", 5),
-}
+# A node's kind: the first whose classes it has among its types and org:classification values; else "organization".
+KIND_CLASSES = (("country", {CMC.Country}), ("person", {FOAF.Person, CMC.Survivor}),
+                ("governance", {CMC.GovernanceBody}), ("national-campaign", {CMC.NationalCampaign}),
+                ("research", {CMC.ResearchAndMonitoringProgramme}), ("coalition", {CMC.Coalition, CMC.Campaign}))
 
-_LOCAL = re.compile(r"[#/]([^#/]+)$")
+# Edge styles by relation (a member's role, or the property or class that relates two nodes):
+# (key, legend label, rank used to order members).
+RELATIONS = {str(relation): style for relation, style in (
+    (CMC.SteeringCommitteeMemberRole, ("steering", "steering committee member", 0)),
+    (CMC.FoundingMemberRole, ("founding", "founding member", 0)),
+    (CMC.FoundingOrganizationRole, ("founding-org", "founding organization", 1)),
+    (CMC.CoordinatorRole, ("coordinator", "coordinator", 1)),
+    (CMC.MemberRole, ("member", "member", 2)),
+    (CMC.AmbassadorRole, ("ambassador", "ambassador", 2)),
+    (CMC.ParticipantRole, ("participant", "participant", 3)),
+    (ORG.unitOf, ("unit", "governance body of", 4)),
+    (ORG.subOrganizationOf, ("part", "part of", 4)),
+    (CMC.Merger, ("merger", "merged into", 4)),
+    (CMC.country, ("based", "based in", 5)),
+)}
 
 
-def _local(iri: str) -> str:
-    match = _LOCAL.search(iri)
-    return match.group(1) if match else iri
-
-
-def _node_kind(kinds: set[str]) -> str:
-    if "Country" in kinds:
-        return "country"
-    if kinds & {"Person", "Survivor"}:
-        return "person"
-    if "GovernanceBody" in kinds:
-        return "governance"
-    if "NationalCampaign" in kinds:
-        return "national-campaign"
-    if "ResearchAndMonitoringProgramme" in kinds:
-        return "research"
-    if kinds & {"Coalition", "Campaign"}:
-        return "coalition"
-    return "organization"
+def _node_kind(classes: set[str]) -> str:
+    return next((kind for kind, wanted in KIND_CLASSES if classes & {str(c) for c in wanted}), "organization")
 
 
 def _wrap(text: str, limit: int) -> list[str]:
     """At most two lines of at most about ``limit`` characters, broken at spaces."""
     if len(text) <= limit:
         return [text]
-    words, lines, line = text.split(), [], ""
-    for word in words:
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
         if line and len(line) + 1 + len(word) > limit and len(lines) == 0:
             lines.append(line)
             line = word
@@ -513,7 +490,7 @@ class Node:
     iri: str
     label: str
     kind: str
-    layer: int = 1
+    layer: int = 1        # the column, 0 (countries) on the left
     lines: list[str] = field(default_factory=list)
     x: float = 0
     y: float = 0          # centre
@@ -526,9 +503,35 @@ class Node:
         return entity_path(self.iri)
 
 
+@dataclass
+class Edge:
+    """A relation from one node to another, as the legend and the ordering of members know it."""
+
+    source: str
+    target: str
+    style: str
+    label: str
+    rank: int
+    d: str = ""           # the SVG path, once routed
+    title: str = ""
+
+
+class _End(NamedTuple):
+    """One end of an edge on one side of a box: the edge's index, which end (0 source, 1 target), the node it
+    touches, the side of the box, and the node at the other end."""
+
+    edge: int
+    which: int
+    node: Node
+    side: str
+    other: Node
+
+
 NODE_FONT = 13
 LINE_HEIGHT = 16
 TOP = 44.0   # room for the column headings
+WRAP = {0: 22, 1: 30}    # characters per line of a box, by column (24 in the others)
+GAPS = {0: 50, 1: 120, 2: 80, 3: 60}   # space after a column (60 after the others)
 PLURALS = {"coalition": "coalitions", "organization": "organizations", "national-campaign": "national campaigns",
            "person": "people", "governance": "bodies", "research": "research", "country": "countries"}
 
@@ -541,131 +544,155 @@ def network_layout(rows: list[dict[str, str]]) -> dict:
     result. Each column is a stack of boxes wide enough for its labels, so no two labels overlap; a node's
     height in its column follows the mean height of its neighbours in the column before.
     """
+    nodes, edges = _network(rows)
+    hubs = _assign_columns(nodes, edges)
+    layers = _size_boxes(nodes)
+    width = _place_columns(layers)
+    column_bottom = _stack_members(layers.get(1, []), edges, _hub_order(nodes, edges, hubs))
+    _place_by_neighbours(layers, nodes, edges, column_bottom)
+    height = max([column_bottom] + [n.y + n.h / 2 + 20 for n in nodes.values()])
+    legend_nodes, legend_edges = _legend(nodes, edges)
+    return {"nodes": sorted(nodes.values(), key=lambda n: (n.layer, n.y)), "edges": _route_edges(nodes, edges),
+            "width": round(width), "height": round(height), "legend_nodes": legend_nodes,
+            "legend_edges": legend_edges, "line_height": LINE_HEIGHT, "font": NODE_FONT,
+            "headings": _headings(layers)}
+
+
+def _network(rows: list[dict[str, str]]) -> tuple[dict[str, Node], list[Edge]]:
+    """The nodes (each with its kind) and edges (each with its style) of the network query's rows."""
     nodes: dict[str, Node] = {}
     edges = []
     for row in rows:
         for end in ("from", "to"):
             iri = row[end]
-            kinds = {_local(k) for k in row.get(f"{end}Kinds", "").split()}
             if iri not in nodes:
-                nodes[iri] = Node(iri, row[f"{end}Label"], _node_kind(kinds))
-        relation = _local(row["relation"])
-        style, label, rank = RELATIONS.get(relation, ("member", row.get("relationLabel", relation), 3))
-        edges.append({"from": row["from"], "to": row["to"], "style": style, "label": label, "rank": rank})
+                nodes[iri] = Node(iri, row[f"{end}Label"], _node_kind(set(row.get(f"{end}Kinds", "").split())))
+        relation = row["relation"]
+        style, label, rank = RELATIONS.get(relation, ("member", row.get("relationLabel") or curie(relation), 3))
+        edges.append(Edge(row["from"], row["to"], style, label, rank))
+    return nodes, edges
 
-    merged_into = {e["from"]: e["to"] for e in edges if e["style"] == "merger"}
+
+def _assign_columns(nodes: dict[str, Node], edges: list[Edge]) -> set[str]:
+    """Put each node in its column; return the hubs (the nodes others are members, bodies or parts of)."""
+    merged_into = {e.source: e.target for e in edges if e.style == "merger"}
     results = set(merged_into.values())
-    hubs = {e["to"] for e in edges if e["style"] != "based"}
+    hubs = {e.target for e in edges if e.style != "based"}
     for node in nodes.values():
         node.layer = (0 if node.kind == "country" else 2 if node.iri in merged_into else
                       3 if node.iri in results else 2 if node.iri in hubs else 1)
     for e in edges:   # a body or part sits in the column after its organization
-        if e["style"] in ("unit", "part"):
-            nodes[e["from"]].layer = nodes[e["to"]].layer + 1
+        if e.style in ("unit", "part"):
+            nodes[e.source].layer = nodes[e.target].layer + 1
+    return hubs
 
-    # Hubs in order of the number of their members, the one that results from the merger last.
-    member_count = defaultdict(int)
+
+def _hub_order(nodes: dict[str, Node], edges: list[Edge], hubs: set[str]) -> dict[str, int]:
+    """The hubs' places in order of the number of their members, the one that results from the merger last."""
+    member_count: dict[str, int] = defaultdict(int)
     for e in edges:
-        if nodes[e["from"]].layer == 1:
-            member_count[e["to"]] += 1
-    hub_order = sorted((iri for iri in hubs if nodes[iri].layer >= 2),
-                       key=lambda iri: (nodes[iri].layer, -member_count[iri], nodes[iri].label))
-    hub_index = {iri: i for i, iri in enumerate(hub_order)}
+        if nodes[e.source].layer == 1:
+            member_count[e.target] += 1
+    ordered = sorted((iri for iri in hubs if nodes[iri].layer >= 2),
+                     key=lambda iri: (nodes[iri].layer, -member_count[iri], nodes[iri].label))
+    return {iri: i for i, iri in enumerate(ordered)}
 
-    limits = {0: 22, 1: 30, 2: 24, 3: 24, 4: 24}
-    for node in nodes.values():
-        node.lines = _wrap(node.label, limits.get(node.layer, 24))
-        bold = node.kind == "coalition"
-        node.w = max(_text_width(line, NODE_FONT, bold) for line in node.lines) + 20
-        node.h = len(node.lines) * LINE_HEIGHT + 10
 
+def _size_boxes(nodes: dict[str, Node]) -> dict[int, list[Node]]:
+    """Wrap each label and size its box; every box of a column as wide as the widest. Returns the columns."""
     layers: dict[int, list[Node]] = defaultdict(list)
     for node in nodes.values():
+        node.lines = _wrap(node.label, WRAP.get(node.layer, 24))
+        node.w = max(_text_width(line, NODE_FONT, node.kind == "coalition") for line in node.lines) + 20
+        node.h = len(node.lines) * LINE_HEIGHT + 10
         layers[node.layer].append(node)
     for layer_nodes in layers.values():
         width = max(n.w for n in layer_nodes)
         for n in layer_nodes:
             n.w = width
+    return layers
 
-    gaps = {0: 50, 1: 120, 2: 80, 3: 60}
+
+def _place_columns(layers: dict[int, list[Node]]) -> float:
+    """Set each column's x, left to right; return the picture's width."""
     x = 10.0
     for layer in sorted(layers):
         for n in layers[layer]:
             n.x = x
-        x += layers[layer][0].w + gaps.get(layer, 60)
-    width = x - gaps.get(max(layers), 60) + 10
+        x += layers[layer][0].w + GAPS.get(layer, 60)
+    return x - GAPS.get(max(layers), 60) + 10
 
-    neighbours = defaultdict(set)
-    for e in edges:
-        neighbours[e["from"]].add(e["to"])
-        neighbours[e["to"]].add(e["from"])
 
-    # The members' column: grouped by the hubs they belong to, then by their strongest role, then by name.
-    for n in layers.get(1, []):
-        own = [e for e in edges if e["from"] == n.iri and e["to"] in hub_index]
-        n.order = (tuple(sorted({hub_index[e["to"]] for e in own})) or (99,),
-                   min((e["rank"] for e in own), default=9), n.label.lower())
-    gap = 10
+def _stack_members(members: list[Node], edges: list[Edge], hub_index: dict[str, int]) -> float:
+    """Stack the members' column top down: grouped by the hubs they belong to, then by their strongest role,
+    then by name. Returns the column's bottom."""
+    for n in members:
+        own = [e for e in edges if e.source == n.iri and e.target in hub_index]
+        n.order = (tuple(sorted({hub_index[e.target] for e in own})) or (99,),
+                   min((e.rank for e in own), default=9), n.label.lower())
     y = TOP
-    for n in sorted(layers.get(1, []), key=lambda n: n.order):
+    for n in sorted(members, key=lambda n: n.order):
         n.y = y + n.h / 2
-        y += n.h + gap
-    column_bottom = y
+        y += n.h + 10
+    return y
 
-    def place(layer_nodes: list[Node], desired: dict[str, float]) -> None:
+
+def _place_by_neighbours(layers: dict[int, list[Node]], nodes: dict[str, Node], edges: list[Edge],
+                         column_bottom: float) -> None:
+    """Place the other columns, each node near the mean height of its neighbours already placed: the columns
+    right of the members in turn, then the countries."""
+    neighbours: dict[str, set[str]] = defaultdict(set)
+    for e in edges:
+        neighbours[e.source].add(e.target)
+        neighbours[e.target].add(e.source)
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else column_bottom / 2
+
+    def stack(layer_nodes: list[Node], desired: dict[str, float]) -> None:
         """Stack the nodes near their desired centres, in that order, without overlaps."""
-        ordered = sorted(layer_nodes, key=lambda n: (desired[n.iri], n.label))
         cursor = TOP
-        for n in ordered:
+        for n in sorted(layer_nodes, key=lambda n: (desired[n.iri], n.label)):
             n.y = max(desired[n.iri], cursor + n.h / 2)
             cursor = n.y + n.h / 2 + 18
-        overflow = cursor - 18 - max(column_bottom, cursor - 18)
-        if overflow > 0:
-            for n in ordered:
-                n.y -= overflow
-
-    def mean(values, default):
-        values = list(values)
-        return sum(values) / len(values) if values else default
 
     placed = {n.iri for n in layers.get(1, [])}
     for layer in sorted(k for k in layers if k >= 2):
-        desired = {}
-        for n in layers[layer]:
-            near = [nodes[m].y for m in neighbours[n.iri] if m in placed and nodes[m].layer < layer]
-            desired[n.iri] = mean(near, column_bottom / 2)
-        place(layers[layer], desired)
+        stack(layers[layer], {n.iri: mean([nodes[m].y for m in neighbours[n.iri]
+                                           if m in placed and nodes[m].layer < layer]) for n in layers[layer]})
         placed |= {n.iri for n in layers[layer]}
     if 0 in layers:
-        place(layers[0], {n.iri: mean((nodes[m].y for m in neighbours[n.iri]), column_bottom / 2)
-                          for n in layers[0]})
-    height = max([column_bottom] + [n.y + n.h / 2 + 20 for n in nodes.values()])
+        stack(layers[0], {n.iri: mean([nodes[m].y for m in neighbours[n.iri]]) for n in layers[0]})
 
-    # Edges: from the right side of the left node to the left side of the right one; an edge within a
-    # column bends out to the right. Where several edges meet a side of a box, their ends are spread along
-    # it in the order of the nodes at their other ends, so they fan out instead of crossing.
-    ends = []   # (edge index, which end, node, side, the other node)
+
+def _route_edges(nodes: dict[str, Node], edges: list[Edge]) -> list[Edge]:
+    """Each edge's curve, the weakest roles first so the strongest are drawn on top.
+
+    From the right side of the left node to the left side of the right one; an edge within a column bends out
+    to the right. Where several edges meet a side of a box, their ends are spread along it in the order of the
+    nodes at their other ends, so they fan out instead of crossing.
+    """
+    groups: dict[tuple[str, str], list[_End]] = defaultdict(list)
     for i, e in enumerate(edges):
-        a, b = nodes[e["from"]], nodes[e["to"]]
+        a, b = nodes[e.source], nodes[e.target]
         if a.layer == b.layer:
-            ends += [(i, 0, a, "right", b), (i, 1, b, "right", a)]
+            ends = [_End(i, 0, a, "right", b), _End(i, 1, b, "right", a)]
         else:
             left, right = (a, b) if a.x < b.x else (b, a)
-            ends += [(i, 0, left, "right", right), (i, 1, right, "left", left)]
+            ends = [_End(i, 0, left, "right", right), _End(i, 1, right, "left", left)]
+        for end in ends:
+            groups[(end.node.iri, end.side)].append(end)
     at: dict[tuple[int, int], tuple[float, float]] = {}
-    groups = defaultdict(list)
-    for end in ends:
-        groups[(end[2].iri, end[3])].append(end)
     for (_, side), group in groups.items():
-        group.sort(key=lambda end: (end[4].y, edges[end[0]]["rank"], end[0]))
-        node = group[0][2]
+        group.sort(key=lambda end: (end.other.y, edges[end.edge].rank, end.edge))
+        node = group[0].node
         usable = max(0.0, min(node.h - 10, 6.0 * (len(group) - 1)))
-        for k, (i, which, _, _, _) in enumerate(group):
+        for k, end in enumerate(group):
             y = node.y - usable / 2 + (usable * k / (len(group) - 1) if len(group) > 1 else usable / 2)
-            at[(i, which)] = (node.x + (node.w if side == "right" else 0), y)
+            at[(end.edge, end.which)] = (node.x + (node.w if side == "right" else 0), y)
     drawn = []
-    for i, e in sorted(enumerate(edges), key=lambda item: -item[1]["rank"]):
-        a, b = nodes[e["from"]], nodes[e["to"]]
+    for i, e in sorted(enumerate(edges), key=lambda item: -item[1].rank):
+        a, b = nodes[e.source], nodes[e.target]
         (x1, y1), (x2, y2) = at[(i, 0)], at[(i, 1)]
         if a.layer == b.layer:
             bend = 45 + abs(y1 - y2) * 0.1
@@ -673,26 +700,32 @@ def network_layout(rows: list[dict[str, str]]) -> dict:
         else:
             dx = (x2 - x1) / 2
             d = f"M{x1:.1f},{y1:.1f} C{x1 + dx:.1f},{y1:.1f} {x2 - dx:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
-        drawn.append({**e, "d": d, "title": f"{a.label} — {e['label']} — {b.label}"})
+        drawn.append(replace(e, d=d, title=f"{a.label} — {e.label} — {b.label}"))
+    return drawn
 
+
+def _headings(layers: dict[int, list[Node]]) -> list[dict]:
+    """Each column's heading, on two lines when one does not fit over the column and its gap."""
     headings = []
     for layer in sorted(layers):
         kinds = {n.kind for n in layers[layer]}
         words = ["members"] if layer == 1 else [PLURALS[k] for k, _ in NODE_KINDS if k in kinds]
         text = ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
-        room = layers[layer][0].w + gaps.get(layer, 60) - 12
+        room = layers[layer][0].w + GAPS.get(layer, 60) - 12
         lines = [text] if _text_width(text.upper(), 12, True) <= room else words
         headings.append({"x": layers[layer][0].x, "lines": lines})
+    return headings
+
+
+def _legend(nodes: dict[str, Node], edges: list[Edge]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The node kinds and edge styles the picture uses, in the legend's order."""
     used_kinds = {n.kind for n in nodes.values()}
-    used_styles = {e["style"] for e in edges}
-    legend_nodes = [(key, label) for key, label in NODE_KINDS if key in used_kinds]
-    legend_edges = []
+    used_styles = {e.style for e in edges}
+    legend_edges: list[tuple[str, str]] = []
     for style, label, _ in sorted(set(RELATIONS.values()), key=lambda item: (item[2], item[1])):
         if style in used_styles and style not in [s for s, _ in legend_edges]:
             legend_edges.append((style, label))
-    return {"nodes": sorted(nodes.values(), key=lambda n: (n.layer, n.y)), "edges": drawn,
-            "width": round(width), "height": round(height), "legend_nodes": legend_nodes,
-            "legend_edges": legend_edges, "line_height": LINE_HEIGHT, "font": NODE_FONT, "headings": headings}
+    return [(key, label) for key, label in NODE_KINDS if key in used_kinds], legend_edges
 
 
 @bp.get("/explore/network")
@@ -740,13 +773,18 @@ def members():
 # The Monitor's cluster-munition records over time
 # --------------------------------------------------------------------------------------------------
 
+def status_key(iri: str) -> str:
+    """A status kind as the page's ``?status=`` names it: its name in the cmc namespace (``Contaminated``)."""
+    return iri.removeprefix(str(CMC._NS))
+
+
 def status_grid(rows: list[dict[str, str]], status: str = "") -> dict:
     """States (rows) by reports (columns, dated ones by date, undated pages last): the statuses each report gives.
 
     :param status: the local name of one status kind to keep (``Contaminated``), or "" for all.
     """
-    kinds = sorted({(_local(r["status"]), r["statusLabel"]) for r in rows}, key=lambda k: k[1])
-    kept = [r for r in rows if not status or _local(r["status"]) == status]
+    kinds = sorted({(status_key(r["status"]), r["statusLabel"]) for r in rows}, key=lambda k: k[1])
+    kept = [r for r in rows if not status or status_key(r["status"]) == status]
     reports = sorted({(r.get("asOf", ""), r["source"]) for r in kept}, key=lambda k: (not k[0], k[0], k[1]))
     states: dict[str, dict] = {}
     for r in kept:
@@ -763,7 +801,7 @@ def status_grid(rows: list[dict[str, str]], status: str = "") -> dict:
 @bp.get("/explore/monitor")
 def monitor():
     answer = run("cluster-munition-status-by-report")
-    known_kinds = {_local(r["status"]) for r in answer.rows}
+    known_kinds = {status_key(r["status"]) for r in answer.rows}
     status = request.args.get("status", "")
     problem = None
     if status and status not in known_kinds:

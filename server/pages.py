@@ -40,8 +40,8 @@ from rdflib.namespace import DCAT
 from cmc_kg.contract import QueryRequest
 from cmc_kg.formats import FILE_FORMATS, RDF_FORMATS
 from cmc_kg.namespaces import (CMC, DCTERMS, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY, ONTOLOGY_GRAPH, ONTOLOGY_VERSION,
-                               OWL, PROV, RDF, RDFS, SDO, SKOS, SOURCES_GRAPH, VOID, XSD, bind_prefixes)
-from cmc_kg.query import internal_query
+                               OWL, PROV, RDF, RDFS, SKOS, SOURCES_GRAPH, VOID, XSD, bind_prefixes)
+from cmc_kg.query import internal_query, iri_ref, set_values, writable_iri
 from cmc_kg.release import CHANGES_RDF, RELEASE_FILES, read_release
 from cmc_kg.terms import compact
 
@@ -66,8 +66,8 @@ def local_path(iri: str) -> str:
 ID_PATH, GRAPH_PATH = local_path(str(ID)), local_path(str(GRAPH))
 ONTOLOGY_PATH, VERSION_PATH = local_path(str(ONTOLOGY)), local_path(str(ONTOLOGY_VERSION))
 
-INCOMING_CAP = 200
-LABEL_PROPERTIES = (RDFS.label, SKOS.prefLabel, SDO.name, DCTERMS.title)
+# The entity page shows one incoming link fewer than its query's LIMIT, and says when there are more.
+INCOMING_CAP = int(re.findall(r"LIMIT (\d+)", internal_query("entity-incoming"))[-1]) - 1
 DUMP_MEDIA_TYPES = {f.extension: f.media_type for f in (RDF_FORMATS["nquads"], FILE_FORMATS["gzip"])}
 SPDX = "http://spdx.org/rdf/terms#"
 
@@ -94,23 +94,19 @@ def _label_of(candidates: list[tuple[int, dict]]) -> str | None:
     return min(candidates, key=rank)[1]["value"] if candidates else None
 
 
-def _iri_ok(iri: str) -> bool:
-    """Whether an IRI can be written between < and > in SPARQL (no spaces, quotes, braces or the like)."""
-    return not any(c in '<>"{}|^`\\' or ord(c) <= 0x20 for c in iri)
+def about(name: str, variable: str, iri: str) -> str:
+    """The internal query ``name`` about one IRI: its VALUES block over ``variable`` holds just that IRI."""
+    return set_values(internal_query(name), (variable,), [(iri_ref(iri),)])
 
 
 def fetch_labels(state: State, iris: set[str]) -> dict[str, str]:
-    """Labels (rdfs:label, skos:prefLabel, schema:name, dcterms:title) of IRIs, in one query."""
+    """Labels (rdfs:label, skos:prefLabel, schema:name, dcterms:title) of IRIs, 500 IRIs a query."""
     found: dict[str, list] = defaultdict(list)
-    asked = sorted(i for i in iris if _iri_ok(i))
-    ranks = {str(p): n for n, p in enumerate(LABEL_PROPERTIES)}
+    asked = sorted(i for i in iris if writable_iri(i))
     for start in range(0, len(asked), 500):
-        values = " ".join(f"<{i}>" for i in asked[start:start + 500])
-        props = " ".join(f"<{p}>" for p in LABEL_PROPERTIES)
-        rows = state.select(f"SELECT DISTINCT ?x ?p ?l WHERE {{ VALUES ?x {{ {values} }} VALUES ?p {{ {props} }} "
-                            f"?x ?p ?l FILTER(isLiteral(?l)) }}")
-        for row in rows:
-            found[row["x"]["value"]].append((ranks[row["p"]["value"]], row["l"]))
+        text = set_values(internal_query("labels"), ("x",), [(iri_ref(i),) for i in asked[start:start + 500]])
+        for row in state.select(text):
+            found[row["x"]["value"]].append((int(row["rank"]["value"]), row["l"]))
     return {iri: _label_of(candidates) for iri, candidates in found.items()}  # type: ignore[misc]  # found: labelled
 
 
@@ -136,8 +132,11 @@ def _sort_key(t: dict) -> tuple:
 
 
 def query_link(text: str) -> str:
-    """A link to the query page with a query filled in."""
-    return "/query?" + urllib.parse.urlencode({"query": text})
+    """A link to the query page with a query filled in, without the comment lines that open its file."""
+    lines = text.splitlines(keepends=True)
+    while lines and lines[0].startswith("#"):
+        lines.pop(0)
+    return "/query?" + urllib.parse.urlencode({"query": "".join(lines).rstrip("\n")})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -157,10 +156,7 @@ def graph_catalogue(state: State) -> dict[str, dict]:
         key, title = _SPECIAL_GRAPHS.get(g, (g.rsplit("/", 1)[-1], None))
         graphs[g] = {"iri": g, "href": href(g), "triples": int(row["n"]["value"]), "key": key, "title": title,
                      "source": None, "slug": g[len(str(GRAPH)):] if g.startswith(str(GRAPH)) else None}
-    rows = state.select("SELECT ?g ?src ?key ?title ?label WHERE { GRAPH ?r { ?g prov:wasDerivedFrom ?src } "
-                        "OPTIONAL { ?src cmc:sourceKey ?key } OPTIONAL { ?src dcterms:title ?title } "
-                        "OPTIONAL { ?src rdfs:label ?label } } ORDER BY ?g ?key ?title ?label")
-    for row in rows:
+    for row in state.select(internal_query("graph-sources")):
         g = row["g"]["value"]
         if g not in graphs or graphs[g]["source"]:
             continue
@@ -220,7 +216,7 @@ def _rdf_format():
 # --------------------------------------------------------------------------------------------------
 
 def _exists(state: State, iri: str) -> bool:
-    return bool(state.select(f"SELECT ?x WHERE {{ {{ <{iri}> ?p ?x }} UNION {{ ?x ?p <{iri}> }} }} LIMIT 1"))
+    return bool(state.select(about("entity-exists", "entity", iri)))
 
 
 def _entity_iri(rest: str) -> str | None:
@@ -228,7 +224,7 @@ def _entity_iri(rest: str) -> str | None:
     state = State.current()
     candidates = [str(ID) + rest, str(ID) + urllib.parse.quote(rest, safe="/:@!$&'()*+,;=-._~")]
     for iri in dict.fromkeys(candidates):
-        if _iri_ok(iri) and _exists(state, iri):
+        if writable_iri(iri) and _exists(state, iri):
             return iri
     return None
 
@@ -243,9 +239,7 @@ def entity(rest: str) -> Response:
         return not_acceptable()
     if not html:
         fmt = _rdf_format()
-        text = (f"CONSTRUCT {{ <{iri}> ?p ?o }} WHERE {{ GRAPH ?g {{ <{iri}> ?p ?o }} "
-                f"FILTER(?g != <{INFERRED_GRAPH}>) }}")
-        return _finish(_construct(text, fmt.name), fmt.name)
+        return _finish(_construct(about("entity-description", "entity", iri), fmt.name), fmt.name)
     page = entity_page(iri)
     # A release made after the build adds "changed since" to the page: the ETag changes with it.
     return _finish(Response(render_template("entity.html", **page), mimetype="text/html"), "html",
@@ -256,19 +250,15 @@ def entity_page(iri: str) -> dict:
     """Everything the entity template shows."""
     state = State.current()
     graphs = graph_catalogue(state)
-    facts = state.select(f"SELECT ?p ?o ?g WHERE {{ GRAPH ?g {{ <{iri}> ?p ?o }} }}")
-    incoming = state.select(f"SELECT DISTINCT ?s ?p WHERE {{ GRAPH ?g {{ ?s ?p <{iri}> }} "
-                            f"FILTER(?g != <{INFERRED_GRAPH}> && isIRI(?s)) }} ORDER BY ?p ?s LIMIT {INCOMING_CAP + 1}")
+    facts = state.select(about("entity-facts", "entity", iri))
+    incoming = state.select(about("entity-incoming", "entity", iri))
     types = {r["o"]["value"] for r in facts if r["p"]["value"] == str(RDF.type) and r["o"]["type"] == "uri"}
-    actions = []
-    if str(CMC.Country) in types:
-        actions = state.select(
-            f"SELECT ?a ?d ?treaty ?kind ?g WHERE {{ GRAPH ?g {{ ?a cmc:actor <{iri}> ; a ?kind ; "
-            f"cmc:treaty ?treaty ; cmc:date ?d }} FILTER(?g != <{INFERRED_GRAPH}>) }} ORDER BY ?d ?treaty ?a ?kind")
+    actions_query = about("entity-actions", "state", iri)
+    actions = state.select(actions_query) if str(CMC.Country) in types else []
 
     wanted = {iri} | {r["p"]["value"] for r in facts} | {r["o"]["value"] for r in facts if r["o"]["type"] == "uri"}
     wanted |= {r[v]["value"] for r in incoming for v in ("s", "p")}
-    wanted |= {r[v]["value"] for r in actions for v in ("a", "treaty", "kind")}
+    wanted |= {r[v]["value"] for r in actions for v in ("action", "treaty", "kind")}
     labels = fetch_labels(state, wanted)
 
     used: dict[str, dict] = {}
@@ -309,8 +299,8 @@ def entity_page(iri: str) -> dict:
 
     grouped: dict[str, dict] = {}
     for row in actions:
-        a = row["a"]["value"]
-        entry = grouped.setdefault(a, {"action": iri_term(a, labels), "date": row["d"]["value"],
+        a = row["action"]["value"]
+        entry = grouped.setdefault(a, {"action": iri_term(a, labels), "date": row["date"]["value"],
                                        "treaty": iri_term(row["treaty"]["value"], labels), "kinds": {}, "graphs": set()})
         entry["kinds"].setdefault(row["kind"]["value"], iri_term(row["kind"]["value"], labels))
         entry["graphs"].add(row["g"]["value"])
@@ -324,12 +314,9 @@ def entity_page(iri: str) -> dict:
         "inferred_types": inferred_types, "properties": properties, "referenced_by": referenced_by,
         "incoming_capped": len(incoming) > INCOMING_CAP, "incoming_cap": INCOMING_CAP,
         "is_country": str(CMC.Country) in types, "actions": action_rows,
-        "describe_link": query_link(f"DESCRIBE <{iri}>"),
-        "incoming_link": query_link(f"SELECT ?s ?p ?g WHERE {{\n  GRAPH ?g {{ ?s ?p <{iri}> }}\n}} ORDER BY ?p ?s"),
-        "actions_link": query_link(
-            f"SELECT ?date ?treaty ?kind ?action ?g WHERE {{\n  GRAPH ?g {{ ?action cmc:actor <{iri}> ; a ?kind ;\n"
-            f"                    cmc:treaty ?treaty ; cmc:date ?date }}\n  FILTER(?g != <{INFERRED_GRAPH}>)\n}} "
-            f"ORDER BY ?date"),
+        "describe_link": query_link(about("entity-describe", "entity", iri)),
+        "incoming_link": query_link(about("entity-incoming-all", "entity", iri)),
+        "actions_link": query_link(actions_query),
         "formats": _format_links(),
         **release_changes(state.paths.dump_file, iri),
         "sources": sorted(used.values(), key=lambda s: (s["iri"] == str(INFERRED_GRAPH), s["key"].lower())),
@@ -357,15 +344,12 @@ def named_graph(slug: str) -> Response:
         return not_acceptable()
     if not html:
         fmt = _rdf_format()
-        return _finish(_construct(f"CONSTRUCT {{ ?s ?p ?o }} WHERE {{ GRAPH <{iri}> {{ ?s ?p ?o }} }}", fmt.name,
-                                  info["triples"]), fmt.name)
-    classes = state.select(f"SELECT ?class (COUNT(DISTINCT ?s) AS ?n) WHERE {{ GRAPH <{iri}> {{ ?s a ?class }} }} "
-                           f"GROUP BY ?class ORDER BY DESC(?n) ?class")
+        return _finish(_construct(about("graph-triples", "graph", iri), fmt.name, info["triples"]), fmt.name)
+    classes = state.select(about("graph-classes", "graph", iri))
     source_facts = []
     labels = {}
     if info.get("source"):
-        rows = state.select(f"SELECT DISTINCT ?p ?o WHERE {{ GRAPH <{SOURCES_GRAPH}> {{ <{info['source']}> ?p ?o }} }} "
-                            f"ORDER BY ?p ?o")
+        rows = state.select(about("source-facts", "source", info["source"]))
         labels = fetch_labels(state, {r["p"]["value"] for r in rows} | {info["source"]}
                               | {r["o"]["value"] for r in rows if r["o"]["type"] == "uri"}
                               | {r["class"]["value"] for r in classes})
@@ -379,7 +363,7 @@ def named_graph(slug: str) -> Response:
         "iri": iri, "info": info, "source_facts": source_facts,
         "source": iri_term(info["source"], labels) if info.get("source") else None,
         "classes": [{"class": iri_term(r["class"]["value"], labels), "count": int(r["n"]["value"])} for r in classes],
-        "query_link": query_link(f"SELECT ?s ?p ?o WHERE {{\n  GRAPH <{iri}> {{ ?s ?p ?o }}\n}} ORDER BY ?s ?p ?o"),
+        "query_link": query_link(about("graph-triples-table", "graph", iri)),
         "formats": _format_links(),
     }
     return _finish(Response(render_template("graph.html", **page), mimetype="text/html"), "html")

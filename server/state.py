@@ -14,6 +14,7 @@ from flask import current_app, has_request_context, request as http_request
 
 from cmc_kg.contract import Answer, EngineBusy, EngineClosed, QueryEngine, QueryPolicy, QueryRequest
 from cmc_kg.engine import Engine
+from cmc_kg.query import internal_query
 from cmc_kg.remote import RemoteEngine
 from cmc_kg.settings import Settings, Paths
 
@@ -120,7 +121,7 @@ class State:
         """Triples over all named graphs (a fact from two sources counts twice), counted once per build."""
         build = self.build_id
         if self._quads[0] != build:
-            rows = self.select("SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }")
+            rows = self.select(internal_query("quads"))
             self._quads = (build, int(rows[0]["n"]["value"]))
         return self._quads[1]
 

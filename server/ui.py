@@ -17,7 +17,7 @@ import re
 from flask import Blueprint, Response, render_template, request, url_for
 
 from cmc_kg.namespaces import ID
-from cmc_kg.query import PREFIX_MAP, example_queries
+from cmc_kg.query import PREFIX_MAP, example_queries, internal_query
 
 from .explore import Unavailable, run
 from .state import State
@@ -83,7 +83,7 @@ def query_page(given: str | None) -> Response:
         "autorun": bool(given),
         "maxRows": state.config.max_rows,
     }
-    text = given if given else (examples[0]["text"] if examples else "SELECT * WHERE { ?s ?p ?o } LIMIT 10\n")
+    text = given if given else (examples[0]["text"] if examples else internal_query("some-triples"))
     html = render_template("query.html", settings=settings, examples=examples, text=text,
                            prefixes=settings["prefixes"], entity_prefixes=entity_prefixes())
     response = Response(html, mimetype="text/html")

@@ -21,9 +21,8 @@ import pytest
 from conftest import watched_page
 
 from cmc_kg.namespaces import ID
-from cmc_kg.query import example_queries, select
+from cmc_kg.query import example_queries, select, set_values
 from cmc_kg.settings import REPO_ROOT, Paths
-from cmc_kg.server.explore import set_values
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 SETTINGS = Paths()
@@ -168,6 +167,47 @@ def test_set_values_rewrites_only_the_named_block():
     assert "(treaty:a treaty:b 1)\n" in two and "(treaty:b treaty:a 1)\n" in two
     with pytest.raises(ValueError):
         set_values(text, ("nothing",), [("1",)])
+
+
+def test_network_layout_puts_each_kind_in_its_column_without_overlaps():
+    """The layout reads kinds and relations as IRIs of the ontology and ORG/FOAF (not by their local names):
+    countries left, members next, the campaigns that merged, then what they merged into, and a body one column
+    right of its organization; no two boxes of a column overlap."""
+    from cmc_kg.namespaces import CMC, FOAF, ORG
+    from cmc_kg.server.explore import network_layout
+
+    cmc, icbl, result, body = (str(ID[f"org/{s}"]) for s in ("cmc", "icbl", "icbl-cmc", "cmc-board"))
+    ngo, person, country = str(ID["org/an-ngo"]), str(ID["person/someone"]), str(ID["country/NOR"])
+
+    def row(source, label, relation, target, kinds="", target_kinds=f"{CMC.Coalition}"):
+        return {"from": source, "fromLabel": label, "relation": str(relation), "to": target,
+                "toLabel": {cmc: "CMC", icbl: "ICBL", result: "ICBL-CMC", country: "Norway"}[target],
+                "fromKinds": kinds, "toKinds": target_kinds}
+
+    rows = [row(ngo, "An NGO with a name long enough to wrap", CMC.MemberRole, cmc, f"{CMC.NGO} {ORG.Organization}"),
+            row(ngo, "An NGO with a name long enough to wrap", CMC.SteeringCommitteeMemberRole, icbl, f"{CMC.NGO}"),
+            row(person, "Someone", CMC.AmbassadorRole, cmc, f"{FOAF.Person}"),
+            row(ngo, "An NGO with a name long enough to wrap", CMC.country, country, "", f"{CMC.Country}"),
+            row(body, "The board", ORG.unitOf, cmc, f"{CMC.GovernanceBody}"),
+            row(cmc, "CMC", CMC.Merger, result, f"{CMC.Coalition}"),
+            row(icbl, "ICBL", CMC.Merger, result, f"{CMC.Campaign}"),
+            {**row(person, "Someone", ID["role/unknown"], icbl, f"{FOAF.Person}"), "relationLabel": "friend of"}]
+    layout = network_layout(rows)
+    nodes = {n.iri: n for n in layout["nodes"]}
+    assert {iri: (n.kind, n.layer) for iri, n in nodes.items()} == {
+        country: ("country", 0), ngo: ("organization", 1), person: ("person", 1), cmc: ("coalition", 2),
+        icbl: ("coalition", 2), result: ("coalition", 3), body: ("governance", 3)}
+    assert nodes[ngo].lines == ["An NGO with a name long enough", "to wrap"]  # 30 characters a line
+    assert sorted((e.style, e.label) for e in layout["edges"]) == sorted([
+        ("member", "member"), ("steering", "steering committee member"), ("ambassador", "ambassador"),
+        ("based", "based in"), ("unit", "governance body of"), ("merger", "merged into"), ("merger", "merged into"),
+        ("member", "friend of")])
+    assert all(e.d.startswith("M") for e in layout["edges"])
+    for a in nodes.values():
+        for b in nodes.values():
+            if a is not b and a.layer == b.layer:
+                assert a.y + a.h / 2 <= b.y - b.h / 2 or b.y + b.h / 2 <= a.y - a.h / 2, (a.label, b.label)
+    assert 0 < max(n.x + n.w for n in nodes.values()) <= layout["width"]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from SPARQLWrapper import __version__ as sparqlwrapper_version
 from SPARQLWrapper.SPARQLExceptions import EndPointInternalError, EndPointNotFound, QueryBadFormed, SPARQLWrapperException
 
 from .. import __version__
-from ..namespaces import ONTOLOGY, P, PQ, PS, RDFS, SDO, SKOS, WD, WDT, XSD
+from ..namespaces import ONTOLOGY, OWL, P, PQ, PS, RDFS, SDO, SKOS, WD, WDT, XSD
 from ..settings import Settings
 
 __all__ = ["EndpointError", "EndpointUnreachable", "WikidataClient", "default_user_agent", "PREFIX_HEADER"]
@@ -34,7 +34,7 @@ WIKIDATA_SCHEMA = Namespace("http:" + str(SDO).split(":", 1)[1])
 # Sent with every query: generic endpoints (Oxigraph, Fuseki) do not predefine Wikidata's prefixes as WDQS does.
 PREFIX_HEADER = "".join(f"PREFIX {prefix}: <{namespace}>\n" for prefix, namespace in (
     ("wd", WD), ("wdt", WDT), ("p", P), ("ps", PS), ("pq", PQ), ("rdfs", RDFS), ("skos", SKOS),
-    ("schema", WIKIDATA_SCHEMA), ("xsd", XSD)))
+    ("schema", WIKIDATA_SCHEMA), ("xsd", XSD), ("owl", OWL)))
 
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
 

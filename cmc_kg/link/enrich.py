@@ -3,8 +3,9 @@
 The facts pulled are declared once, in :data:`FACTS`. They are written as Wikidata writes them (truthy
 ``wdt:`` values; for a fact with qualifiers, the full statement ``p:``/``ps:``/``pq:`` as well), so that a
 query over the snapshot reads like the same query sent to the Wikidata Query Service with SERVICE. The
-file states when and from which endpoint it was retrieved. It is committed, so that the offline default has
-it; `cmc-kg enrich wikidata` replaces it, and without it the build works just as well.
+file states when and from which endpoint it was retrieved. Once committed, the offline default uses it as it is;
+`cmc-kg enrich wikidata` replaces it, and without it the build works just as well (none is committed yet:
+graph/wikidata-enrichment/README.md).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Callable
 from rdflib import Literal, URIRef
 
 from ..namespaces import DCTERMS, GRAPH, P, PQ, PROV, PS, RDFS, WD, WDT, XSD
+from ..query import internal_query, set_values
 from ..terms import TurtleWriter
 from .client import WikidataClient
 
@@ -100,11 +102,8 @@ def fetch_facts(client: WikidataClient, qids: list[str], progress: Progress = la
         progress(f"  facts: {done}/{len(set(qids))} items")
     labelled = sorted(set(qids) | value_items)
     for batch in _batches(labelled, client.config.wikidata_batch_size):
-        items = " ".join(_iri(WD[q]) for q in batch)
-        for row in client.select(f"""SELECT ?item ?label WHERE {{
-  VALUES ?item {{ {items} }}
-  ?item rdfs:label ?label FILTER (LANG(?label) = "en")
-}}"""):
+        for row in client.select(set_values(internal_query("wikidata/item-labels"), ("item",),
+                                            [(_iri(WD[q]),) for q in batch])):
             turtle.add(row["item"], RDFS.label, row["label"])
     progress(f"  labels: {len(labelled)} items")
     return turtle

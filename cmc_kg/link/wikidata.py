@@ -21,8 +21,8 @@ from typing import Callable, Iterable, Sequence
 
 from rdflib import Literal, URIRef
 
-from ..namespaces import OWL, WD
-from ..query import select
+from ..namespaces import WD, WDT
+from ..query import internal_query, select, set_values
 from .client import WikidataClient
 from ..terms import entity_name
 from .curation import Candidate
@@ -43,7 +43,6 @@ TYPE_KEYWORDS = {
 }
 LABEL_WEIGHT, TYPE_WEIGHT = 0.6, 0.4
 STRONG = 0.8  # a candidate at or above this score is a strong one
-SAME_AS = URIRef(OWL.sameAs).n3()  # how WDQS marks a redirected item
 
 REVIEW_COLUMNS = ("entity", "label", "qid", "decision", "method", "score", "source", "decided", "note",
                   "status", "linked_qid", "candidate_label", "candidate_description", "types", "label_score",
@@ -97,23 +96,13 @@ class LinkReport:
 
 def local_entities(store) -> list[LocalEntity]:
     """The graph's states (with ISO codes) and its organizations, people, treaties and cities (with labels)."""
-    linked = {row["e"]: row["item"][len(str(WD)):] for row in select(store, """
-        SELECT ?e ?item WHERE { ?e skos:exactMatch ?item FILTER (STRSTARTS(STR(?item), STR(wd:))) }""").rows}
+    linked = {row["e"]: row["item"][len(str(WD)):] for row in select(store, internal_query("wikidata-links")).rows}
     entities = []
-    for row in select(store, """
-        SELECT ?e (MIN(?l) AS ?label) (MIN(?a3) AS ?iso3) (MIN(?a2) AS ?iso2) WHERE {
-          ?e a cmc:Country ; cmc:isoAlpha3 ?a3 ; cmc:isoAlpha2 ?a2 ; rdfs:label ?l FILTER (LANG(?l) = "en") }
-        GROUP BY ?e ORDER BY ?iso3""").rows:
+    for row in select(store, internal_query("linkable-countries")).rows:
         entities.append(LocalEntity(entity_name(row["e"]), "country", (row["label"],), row["iso3"], row["iso2"],
                                     linked.get(row["e"], "")))
     labels: dict[tuple[str, str], set[str]] = {}
-    for row in select(store, """
-        SELECT DISTINCT ?e ?kind ?label WHERE {
-          VALUES (?class ?kind) { (org:Organization "organization") (foaf:Person "person") (cmc:Treaty "treaty")
-                                  (cmc:City "city") }
-          ?e a ?class ; rdfs:label ?label FILTER (LANG(?label) = "en" && STRSTARTS(STR(?e), STR(id:)))
-          FILTER NOT EXISTS { ?e a cmc:GovernanceBody }
-        }""").rows:
+    for row in select(store, internal_query("linkable-entities")).rows:
         labels.setdefault((row["e"], row["kind"]), set()).add(row["label"])
     for (iri, kind), names in sorted(labels.items()):
         entities.append(LocalEntity(entity_name(iri), kind, tuple(sorted(names)), linked=linked.get(iri, "")))
@@ -168,14 +157,9 @@ def _code_candidates(client: WikidataClient, states: list[LocalEntity], progress
     for prop, attribute, name in (("P298", "iso3", "alpha-3"), ("P297", "iso2", "alpha-2")):
         codes = sorted({getattr(s, attribute) for s in states if getattr(s, attribute)})
         done = 0
+        by_property = set_values(internal_query("wikidata/items-by-code"), ("property",), [(WDT[prop].n3(),)])
         for batch in _batches(codes, client.config.wikidata_batch_size):
-            values = " ".join(Literal(code).n3() for code in batch)
-            rows = client.select(f"""SELECT ?code ?item ?label ?description WHERE {{
-  VALUES ?code {{ {values} }}
-  ?item wdt:{prop} ?code .
-  OPTIONAL {{ ?item rdfs:label ?label FILTER (LANG(?label) = "en") }}
-  OPTIONAL {{ ?item schema:description ?description FILTER (LANG(?description) = "en") }}
-}}""")
+            rows = client.select(set_values(by_property, ("code",), [(Literal(code).n3(),) for code in batch]))
             for row in rows:
                 qid = _qid(row.get("item", ""))
                 if not qid:
@@ -195,14 +179,8 @@ def _label_candidates(client: WikidataClient, labels: list[str], progress: Progr
     found: dict[str, dict[str, dict]] = {}
     done = 0
     for batch in _batches(labels, client.config.wikidata_batch_size):
-        values = " ".join(Literal(label, lang="en").n3() for label in batch)
-        rows = client.select(f"""SELECT ?query ?item ?alias ?label ?description ?classLabel WHERE {{
-  VALUES ?query {{ {values} }}
-  {{ ?item rdfs:label ?query }} UNION {{ ?item skos:altLabel ?query BIND (true AS ?alias) }}
-  OPTIONAL {{ ?item rdfs:label ?label FILTER (LANG(?label) = "en") }}
-  OPTIONAL {{ ?item schema:description ?description FILTER (LANG(?description) = "en") }}
-  OPTIONAL {{ ?item wdt:P31 ?class . ?class rdfs:label ?classLabel FILTER (LANG(?classLabel) = "en") }}
-}}""")
+        rows = client.select(set_values(internal_query("wikidata/items-by-label"), ("query",),
+                                        [(Literal(label, lang="en").n3(),) for label in batch]))
         for row in rows:
             qid = _qid(row.get("item", ""))
             if not qid:
@@ -225,14 +203,8 @@ def _item_details(client: WikidataClient, qids: list[str], progress: Progress) -
     found: dict[str, dict] = {}
     done = 0
     for batch in _batches(qids, client.config.wikidata_batch_size):
-        values = " ".join(URIRef(WD[q]).n3() for q in batch)
-        rows = client.select(f"""SELECT ?item ?label ?description ?classLabel ?redirect WHERE {{
-  VALUES ?item {{ {values} }}
-  {{ ?item rdfs:label ?label FILTER (LANG(?label) = "en") }}
-  UNION {{ ?item {SAME_AS} ?redirect }}
-  OPTIONAL {{ ?item schema:description ?description FILTER (LANG(?description) = "en") }}
-  OPTIONAL {{ ?item wdt:P31 ?class . ?class rdfs:label ?classLabel FILTER (LANG(?classLabel) = "en") }}
-}}""")
+        rows = client.select(set_values(internal_query("wikidata/linked-items"), ("item",),
+                                        [(URIRef(WD[q]).n3(),) for q in batch]))
         for row in rows:
             qid = _qid(row.get("item", ""))
             entry = found.setdefault(qid, {"label": "", "description": "", "classes": set(), "redirect": ""})

@@ -87,8 +87,8 @@ def test_each_source_names_the_members_it_quotes(slug):
         if graph.value(ms, ORG.organization) != KGORG[organization]:
             continue
         member = graph.value(ms, ORG.member)
-        names = {str(n) for p in (RDFS.label, SKOS.altLabel) for n in graph.objects(member, p)}
-        quotes = " ".join(str(q) for q in graph.objects(ms, CMC.quote))
+        names = {str(n).replace("’", "'") for p in (RDFS.label, SKOS.altLabel) for n in graph.objects(member, p)}
+        quotes = " ".join(str(q) for q in graph.objects(ms, CMC.quote)).replace("’", "'")
         assert any(name in quotes for name in names), (ms, names)
         found.add(str(member).rsplit("/", 1)[1])
     assert found == expected

@@ -42,6 +42,8 @@ QUOTED_MEMBERS = {
     "cmc-newsletter-2011-04": ("cmc", {"cambodia-campaign-to-ban-landmines", "norwegian-peoples-aid"}),
     "cmc-lebanon-2006": ("cmc", {"landmine-action"}),
     "afri-cluster-munitions": ("cmc", {"afri"}),
+    "gichd-swiss-campaign": ("cmc", {"swiss-campaign-to-ban-landmines"}),
+    "cicm-chi-siamo-2003-2008": ("cmc", {"campagna-italiana-contro-le-mine"}),
     "cccm-quienes-somos": ("campana-colombiana-contra-minas",
                            {"corporacion-paz-y-democracia", "corporacion-vision-y-gestion", "fundacion-valle-de-pubenza"}),
 }
@@ -68,7 +70,7 @@ def test_counts_of_member_organizations_and_countries():
           f"(target {TARGET_COUNTRIES}); memberships: {len(memberships)}; organizations with no sourced country: "
           f"{len(without_country)}")
     # the honest floor of what is sourced today; below the targets, which need a members directory
-    assert len(members) >= 86 and len(countries) >= 21
+    assert len(members) >= 88 and len(countries) >= 23
 
 
 def test_every_new_membership_quotes_its_source():

@@ -51,6 +51,8 @@ QUOTED_MEMBERS = {
                                  "sustainable-peace-and-development-organization"}),
     "cmc-santiago-2009": ("cmc", {"instituto-de-ecologia-politica"}),
     "cmc-beirut-2008": ("cmc", {"lebanon-landmine-resource-centre"}),
+    "jrs-asia-pacific-coalitions": ("cmc", {"jesuit-refugee-service"}),
+    "jrs-eastern-africa-landmines": ("cmc", {"jesuit-refugee-service"}),
     "cccm-quienes-somos": ("campana-colombiana-contra-minas",
                            {"corporacion-paz-y-democracia", "corporacion-vision-y-gestion", "fundacion-valle-de-pubenza"}),
 }
@@ -77,7 +79,7 @@ def test_counts_of_member_organizations_and_countries():
           f"(target {TARGET_COUNTRIES}); memberships: {len(memberships)}; organizations with no sourced country: "
           f"{len(without_country)}")
     # the honest floor of what is sourced today; below the targets, which need a members directory
-    assert len(members) >= 94 and len(countries) >= 28
+    assert len(members) >= 95 and len(countries) >= 28
 
 
 def test_every_new_membership_quotes_its_source():

@@ -53,6 +53,7 @@ QUOTED_MEMBERS = {
     "cmc-beirut-2008": ("cmc", {"lebanon-landmine-resource-centre"}),
     "jrs-asia-pacific-coalitions": ("cmc", {"jesuit-refugee-service"}),
     "jrs-eastern-africa-landmines": ("cmc", {"jesuit-refugee-service"}),
+    "hi-de-cmc-founding-2003": ("cmc", {"handicap-international"}),
     "cccm-quienes-somos": ("campana-colombiana-contra-minas",
                            {"corporacion-paz-y-democracia", "corporacion-vision-y-gestion", "fundacion-valle-de-pubenza"}),
 }

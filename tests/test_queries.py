@@ -101,7 +101,8 @@ def test_q03_steering_committee_from_seed_002(store):
     assert ("Pax Christi (Ireland)", "Ireland") in countries and ("Pax Christi (Netherlands)", "Netherlands") in countries
     assert ("International Physicians for the Prevention of Nuclear War (Russia)", "Russian Federation") in countries
     assert "International Physicians for the Prevention of Nuclear War" not in names
-    assert {r["source"] for r in rows} == {"SEED-002", "ICBUW-2006"}
+    assert {r["source"] for r in rows} == {"SEED-002", "ICBUW-2006", "SG-UU-MIRIAM-STRUYK"}
+    assert {r["name"] for r in rows if r["source"] == "SG-UU-MIRIAM-STRUYK"} == {"IKV Pax Christi"}
     assert {r["name"] for r in rows if r["source"] == "ICBUW-2006"} >= {"Amnesty International UK", "Handicap International"}
 
 

@@ -270,6 +270,7 @@ class CMC(DefinedNamespace):
     untcNumber: URIRef
     untsCitation: URIRef
     value: URIRef
+    wholeListOf: URIRef
     wikidataItem: URIRef
 
 

@@ -36,7 +36,8 @@ def test_every_status_has_a_quote_its_reports_date_and_its_report(store):
         assert r.get("quote"), r["s"]
         # a dated report dates its records (in the report's year); an undated page (the CMC's) dates none
         assert (r.get("asOf") or "")[:4] == (r.get("srcAsOf") or "")[:4], r["s"]
-        assert r.get("key", "").startswith(("MONITOR-", "CMC-")), r["s"]
+        # the Monitor's pages, the CMC's, and HRW's release of a Monitor report
+        assert r.get("key", "").startswith(("MONITOR-", "CMC-", "HRW-CMM-")), r["s"]
         # the IRI is status:<source-slug>/<ISO3>/<status>, and the source is the report's own graph
         slug, iso, _ = r["s"][len(ID + "status/"):].split("/")
         assert r["src"] == ID + "source/" + slug and r["state"] == ID + "country/" + iso
@@ -50,11 +51,13 @@ def test_status_facts_come_from_at_least_three_reports_of_different_years(store)
 def test_cmc_pages_list_every_state_they_count(store):
     """The CMC's stockpilers page: "93 countries possessed stockpiles", in four lists (36 no longer possess any,
     8 States Parties, 3 signatories, 46 non-signatories with stocks); producers page: 16 producers, 18 former;
-    users page: 21 armed forces, of which Yugoslavia is not a country of the graph."""
+    users page: 21 armed forces, of which Yugoslavia is not a country of the graph; affected-countries page: "The following
+    countries are contaminated by cluster munition remnants", 26 names in copy A, 23 in copy B."""
     counts = Counter((r["key"], r["status"].rsplit("#", 1)[1]) for r in _statuses(store) if r["key"].startswith("CMC-"))
     assert counts == {("CMC-STOCKPILERS", "FormerStockpiler"): 36, ("CMC-STOCKPILERS", "Stockpiler"): 8 + 3 + 46,
                       ("CMC-PRODUCERS", "Producer"): 16, ("CMC-PRODUCERS", "FormerProducer"): 18,
-                      ("CMC-USERS", "User"): 20}
+                      ("CMC-USERS", "User"): 20,
+                      ("CMC-AFFECTED-A", "Contaminated"): 26, ("CMC-AFFECTED-B", "Contaminated"): 23}
     stockpilers = {r["state"] for r in _statuses(store) if r["key"] == "CMC-STOCKPILERS"}
     assert len(stockpilers) == 93          # no state in two of the page's lists
 
@@ -82,7 +85,7 @@ def test_counts_per_status_per_report_match_the_headline_numbers(store):
 
 
 def test_contamination_records_from_five_report_years(store):
-    rows = [r for r in _statuses(store) if r["status"] == str(CMC.Contaminated)]
+    rows = [r for r in _statuses(store) if r["status"] == str(CMC.Contaminated) and r.get("asOf")]
     years = {r["asOf"][:4] for r in rows}
     assert years == {"2011", "2013", "2014", "2017", "2018"}, years
     by_state = {}
@@ -138,5 +141,65 @@ def test_q40_headline_counts_by_report(store):
     # states parties that destroyed stocks grow over the reports: 23 (2015), 28 (FAQ 2017), 35 (2019), 36 (2021)
     destroyed = sorted((r["asOf"][:4], int(r["value"])) for r in rows if r["measure"] == "number of states that destroyed their stocks"
                        and r["subjectName"] == "Convention on Cluster Munitions")
-    assert destroyed == [("2015", 23), ("2017", 28), ("2019", 35), ("2019", 35), ("2021", 36)]
+    # and 36 in Monitor 2020's major findings ("36 States Parties and two signatories have destroyed")
+    assert destroyed == [("2015", 23), ("2017", 28), ("2019", 35), ("2019", 35), ("2020", 36), ("2021", 36)]
     assert len({r["source"] for r in rows}) >= 9
+
+
+def _whole_lists(store):
+    return select(store, """SELECT ?src ?key ?kind WHERE { ?src cmc:wholeListOf ?kind ; cmc:sourceKey ?key }""").rows
+
+
+def test_a_whole_list_is_in_the_graph_and_matches_its_headline(store):
+    """A source that says it holds a status list whole (cmc:wholeListOf) has records of that status, as many as its own
+    headline number where it gives one; a source whose stored copy ends before its list does not say so."""
+    counts = Counter((r["src"], r["status"]) for r in _statuses(store))
+    whole = {(r["key"], r["kind"].rsplit("#", 1)[1]) for r in _whole_lists(store)}
+    for r in _whole_lists(store):
+        assert counts[(r["src"], r["kind"])] > 0, r
+    headlines = {(r["src"], STATUS_OF_MEASURE[r["measure"]]): int(r["value"]) for r in select(store, """
+        SELECT ?src ?measure ?value WHERE { ?c a cmc:QuantitativeClaim ; cmc:claimSubject cmc:ClusterMunition ;
+            cmc:measure ?measure ; cmc:value ?value ; cmc:qualifier cmc:Exactly ; prov:wasDerivedFrom ?src }""").rows
+        if r["measure"] in STATUS_OF_MEASURE}
+    checked = [(r["key"], counts[(r["src"], r["kind"])]) for r in _whole_lists(store) if (r["src"], r["kind"]) in headlines
+               and counts[(r["src"], r["kind"])] == headlines[(r["src"], r["kind"])]]
+    # Monitor 2011: "A total of 28 states and three other areas"; Monitor 2017: "a total of 26 states and three other areas"
+    assert set(checked) == {("MONITOR-CMM-2011-CONTAMINATION", 28), ("MONITOR-CMM-2017-CONTAMINATION", 26)}
+    assert ("MONITOR-CMM-2017-CONTAMINATION", "Contaminated") in whole
+    # Monitor 2013, 2014, 2018 and 2019 count 26, 23, 26 and 26 contaminated states; their stored copies end before the
+    # list (or show it as an image): partial
+    for key in ("MONITOR-CMM-2013-CONTAMINATION", "MONITOR-CMM-2014-CONTAMINATION", "MONITOR-CMM-2018-CONTAMINATION",
+                "MONITOR-CMM-2019-CONTAMINATION"):
+        assert (key, "Contaminated") not in whole, key
+
+
+def test_the_two_copies_of_the_cmc_affected_countries_page_differ_as_their_texts_do(store):
+    """Copy A lists Angola, Azerbaijan and Tajikistan as contaminated, where copy B says "It is unclear whether there is
+    cluster munition contamination in the following countries: Angola, Azerbaijan, Colombia, Georgia, Tajikistan";
+    every other name is in both."""
+    states = {}
+    for r in _statuses(store):
+        if r["key"] in ("CMC-AFFECTED-A", "CMC-AFFECTED-B"):
+            states.setdefault(r["key"], set()).add(r["state"].rsplit("/", 1)[1])
+    assert states["CMC-AFFECTED-A"] - states["CMC-AFFECTED-B"] == {"AGO", "AZE", "TJK"}
+    assert states["CMC-AFFECTED-B"] <= states["CMC-AFFECTED-A"]
+    # "Democratic Republic of the Congo" (A) and "Democratic Republic of Congo" (B) are one state; the territories are none
+    assert "COD" in states["CMC-AFFECTED-B"] and not {"XKX", "ESH"} & states["CMC-AFFECTED-A"]
+
+
+def test_users_named_by_the_monitor_2015_release_and_the_2023_report(store):
+    users = {(r["key"], r["state"].rsplit("/", 1)[1]) for r in _statuses(store) if r["status"] == str(CMC.User)}
+    # HRW's release of Monitor 2015 names the forces of five states; the Saudi-led coalition's members are not named
+    assert {iso for key, iso in users if key == "HRW-CMM-2015"} == {"THA", "LBY", "SDN", "SYR", "UKR"}
+    # Monitor 2023: "Russian forces have used cluster munitions extensively"; "Ukrainian forces have also used"
+    assert {iso for key, iso in users if key == "MONITOR-CMM-2023-BAN-POLICY"} == {"RUS", "UKR"}
+
+
+def test_monitor_2020_counts_the_countries_it_names(store):
+    """"Between August 2010 and July 2020, cluster munitions were used in seven non-signatories: Cambodia, Libya, South
+    Sudan, Sudan, Syria, Ukraine, and Yemen": the quoted list holds as many names as the claim's value."""
+    rows = select(store, """SELECT ?value ?quote WHERE { ?c cmc:measure cmc:NumberOfCountriesWithUse ; cmc:value ?value ;
+        cmc:quote ?quote ; prov:wasDerivedFrom/cmc:sourceKey "MONITOR-CMM-2020-MAJOR-FINDINGS" }""").rows
+    assert len(rows) == 1
+    names = rows[0]["quote"].split(": ", 1)[1].rstrip(".").replace(", and ", ", ").split(", ")
+    assert len(names) == int(rows[0]["value"]) == 7

@@ -12,6 +12,8 @@ from cmc_kg.settings import Paths
 SETTINGS = Paths()
 QUERIES = {q.path.stem: q for q in example_queries(SETTINGS)}
 ID = str(PREFIXES["id"])
+# The CMC's undated "Global problem" pages (its dated release of Monitor 2024 is not one of them)
+CMC_PAGES = ("CMC-STOCKPILERS", "CMC-PRODUCERS", "CMC-USERS", "CMC-AFFECTED-A", "CMC-AFFECTED-B")
 
 # A measure that counts the states of one status, for the test that compares the states listed with the headline.
 STATUS_OF_MEASURE = {str(CMC.NumberOfContaminatedStates): str(CMC.Contaminated),
@@ -53,7 +55,7 @@ def test_cmc_pages_list_every_state_they_count(store):
     8 States Parties, 3 signatories, 46 non-signatories with stocks); producers page: 16 producers, 18 former;
     users page: 21 armed forces, of which Yugoslavia is not a country of the graph; affected-countries page: "The following
     countries are contaminated by cluster munition remnants", 26 names in copy A, 23 in copy B."""
-    counts = Counter((r["key"], r["status"].rsplit("#", 1)[1]) for r in _statuses(store) if r["key"].startswith("CMC-"))
+    counts = Counter((r["key"], r["status"].rsplit("#", 1)[1]) for r in _statuses(store) if r["key"] in CMC_PAGES)
     assert counts == {("CMC-STOCKPILERS", "FormerStockpiler"): 36, ("CMC-STOCKPILERS", "Stockpiler"): 8 + 3 + 46,
                       ("CMC-PRODUCERS", "Producer"): 16, ("CMC-PRODUCERS", "FormerProducer"): 18,
                       ("CMC-USERS", "User"): 20,
@@ -105,7 +107,7 @@ def test_q37_status_per_report(store):
     # the undated CMC pages are listed too, without a date ("States that used to have stockpiles but no longer possess
     # any")
     assert per[("CMC-STOCKPILERS", "former stockpiler")] == 36
-    assert not any(r.get("asOf") for r in rows if r["source"].startswith("CMC-"))
+    assert not any(r.get("asOf") for r in rows if r["source"] in CMC_PAGES)
     # Monitor 2021: "destroyed their stocks of cluster munitions, most recently Switzerland in March 2019"
     assert {(r["stateName"], r.get("date")) for r in rows if r["status"] == "stockpile destroyed"} == {
         ("Switzerland", "2019-03"), ("France", "2016-06")}      # FAQ 2017: "France completed ... in June 2016"
@@ -203,3 +205,40 @@ def test_monitor_2020_counts_the_countries_it_names(store):
     assert len(rows) == 1
     names = rows[0]["quote"].split(": ", 1)[1].rstrip(".").replace(", and ", ", ").split(", ")
     assert len(names) == int(rows[0]["value"]) == 7
+
+
+def test_users_of_each_reporting_period_in_the_major_findings(store):
+    users = {}
+    for r in _statuses(store):
+        if r["status"] == str(CMC.User) and r["key"].endswith("-MAJOR-FINDINGS"):
+            users.setdefault(r["key"], set()).add(r["state"].rsplit("/", 1)[1])
+    # 2019: "by Syrian government forces with support from Russia"; 2021: "by Armenia and Azerbaijan in the conflict
+    # over Nagorno-Karabakh"; 2022: "Russia has used …, while Ukrainian forces appear to have used them"
+    assert users == {"MONITOR-CMM-2011-MAJOR-FINDINGS": {"THA", "LBY"}, "MONITOR-CMM-2019-MAJOR-FINDINGS": {"SYR"},
+                     "MONITOR-CMM-2021-MAJOR-FINDINGS": {"ARM", "AZE"}, "MONITOR-CMM-2022-MAJOR-FINDINGS": {"RUS", "UKR"}}
+    # the CMC's release of Monitor 2024: "In August 2023, Bosnia and Herzegovina (BiH) became the ninth State Party to
+    # complete clearance"
+    rows = _run(store, "37-cluster-munition-status-per-report")
+    assert ("Bosnia and Herzegovina", "2023-08") in {(r["stateName"], r.get("date")) for r in rows
+                                                     if r["source"] == "CMC-CMM-2024-RELEASE"}
+
+
+def test_states_parties_the_monitor_counts_on_a_day_match_the_depositary(store):
+    """Where a Monitor report counts the States Parties on a day, the depositary's table gives as many instruments of
+    consent deposited by that day (none withdrawn by then)."""
+    import csv
+    with open(SETTINGS.reference_dir / "ccm_participants_untc.csv", encoding="utf-8", newline="") as f:
+        table = list(csv.DictReader(f))
+    rows = select(store, """SELECT ?key ?asOf ?value WHERE { ?c cmc:claimSubject treaty:ccm ; cmc:measure cmc:NumberOfParties ;
+        cmc:value ?value ; cmc:asOf ?asOf ; prov:wasDerivedFrom/cmc:sourceKey ?key FILTER (DATATYPE(?asOf) = xsd:date)
+        FILTER STRSTARTS(?key, "MONITOR-") }""").rows
+    checked = {}
+    for r in rows:
+        day = r["asOf"]
+        parties = sum(1 for t in table if t["consent_date"] and t["consent_date"] <= day
+                      and not (t["withdrawal_effective_date"] and t["withdrawal_effective_date"] <= day))
+        assert int(r["value"]) == parties, r
+        checked[r["key"]] = parties
+    # Monitor 2018 (1 August 2018), 2019 (31 July 2019), 2020 (23 September 2020), 2022 (1 August 2022), 2023 (2 September 2023)
+    assert {"MONITOR-CMM-2019-MAJOR-FINDINGS": 106, "MONITOR-CMM-2020-MAJOR-FINDINGS": 110,
+            "MONITOR-CMM-2022-MAJOR-FINDINGS": 110, "MONITOR-CMM-2023-BAN-POLICY": 112}.items() <= checked.items()

@@ -168,6 +168,7 @@ class CMC(DefinedNamespace):
     SteeringCommittee: URIRef
     SteeringCommitteeMemberRole: URIRef
     StockpileDestroyed: URIRef
+    Stockpiled: URIRef
     Stockpiler: URIRef
     StrategicObjective: URIRef
     Succession: URIRef

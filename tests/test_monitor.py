@@ -17,7 +17,8 @@ CMC_PAGES = ("CMC-STOCKPILERS", "CMC-PRODUCERS", "CMC-USERS", "CMC-AFFECTED-A", 
 
 # A measure that counts the states of one status, for the test that compares the states listed with the headline.
 STATUS_OF_MEASURE = {str(CMC.NumberOfContaminatedStates): str(CMC.Contaminated),
-                     str(CMC.NumberOfProducerStates): str(CMC.Producer)}
+                     str(CMC.NumberOfProducerStates): str(CMC.Producer),
+                     str(CMC.NumberOfStockpilingStates): str(CMC.Stockpiled)}
 
 
 def _run(store, stem):
@@ -110,7 +111,10 @@ def test_q37_status_per_report(store):
     assert not any(r.get("asOf") for r in rows if r["source"] in CMC_PAGES)
     # Monitor 2021: "destroyed their stocks of cluster munitions, most recently Switzerland in March 2019"
     assert {(r["stateName"], r.get("date")) for r in rows if r["status"] == "stockpile destroyed"} == {
-        ("Switzerland", "2019-03"), ("France", "2016-06")}      # FAQ 2017: "France completed ... in June 2016"
+        ("Switzerland", "2019-03"), ("France", "2016-06"),      # FAQ 2017: "France completed ... in June 2016"
+        # Monitor 2014: "At the end of 2013, the United Kingdom (UK) announced the completion …, while Denmark completed
+        # its stockpile destruction in March 2014"
+        ("United Kingdom", "2013"), ("Denmark", "2014-03")}
     # Monitor 2022: Russia "since 24 February 2022"
     assert ("Russian Federation", "since 24 February 2022") in {(r["stateName"], r.get("period")) for r in rows if r["status"] == "user"}
 
@@ -143,8 +147,8 @@ def test_q40_headline_counts_by_report(store):
     # states parties that destroyed stocks grow over the reports: 23 (2015), 28 (FAQ 2017), 35 (2019), 36 (2021)
     destroyed = sorted((r["asOf"][:4], int(r["value"])) for r in rows if r["measure"] == "number of states that destroyed their stocks"
                        and r["subjectName"] == "Convention on Cluster Munitions")
-    # and 36 in Monitor 2020's major findings ("36 States Parties and two signatories have destroyed")
-    assert destroyed == [("2015", 23), ("2017", 28), ("2019", 35), ("2019", 35), ("2020", 36), ("2021", 36)]
+    # and 22 "As of July 2014", 36 in Monitor 2020's major findings ("36 States Parties and two signatories have destroyed")
+    assert destroyed == [("2014", 22), ("2015", 23), ("2017", 28), ("2019", 35), ("2019", 35), ("2020", 36), ("2021", 36)]
     assert len({r["source"] for r in rows}) >= 9
 
 
@@ -165,8 +169,10 @@ def test_a_whole_list_is_in_the_graph_and_matches_its_headline(store):
         if r["measure"] in STATUS_OF_MEASURE}
     checked = [(r["key"], counts[(r["src"], r["kind"])]) for r in _whole_lists(store) if (r["src"], r["kind"]) in headlines
                and counts[(r["src"], r["kind"])] == headlines[(r["src"], r["kind"])]]
-    # Monitor 2011: "A total of 28 states and three other areas"; Monitor 2017: "a total of 26 states and three other areas"
-    assert set(checked) == {("MONITOR-CMM-2011-CONTAMINATION", 28), ("MONITOR-CMM-2017-CONTAMINATION", 26)}
+    # Monitor 2011: "A total of 28 states and three other areas"; Monitor 2017: "a total of 26 states and three other
+    # areas"; Monitor 2014: "91 countries stockpiled …, as shown in the following table"
+    assert set(checked) == {("MONITOR-CMM-2011-CONTAMINATION", 28), ("MONITOR-CMM-2017-CONTAMINATION", 26),
+                            ("MONITOR-CMM-2014-STOCKPILES", 91)}
     assert ("MONITOR-CMM-2017-CONTAMINATION", "Contaminated") in whole
     # Monitor 2013, 2014, 2018 and 2019 count 26, 23, 26 and 26 contaminated states; their stored copies end before the
     # list (or show it as an image): partial
@@ -242,3 +248,28 @@ def test_states_parties_the_monitor_counts_on_a_day_match_the_depositary(store):
     # Monitor 2018 (1 August 2018), 2019 (31 July 2019), 2020 (23 September 2020), 2022 (1 August 2022), 2023 (2 September 2023)
     assert {"MONITOR-CMM-2019-MAJOR-FINDINGS": 106, "MONITOR-CMM-2020-MAJOR-FINDINGS": 110,
             "MONITOR-CMM-2022-MAJOR-FINDINGS": 110, "MONITOR-CMM-2023-BAN-POLICY": 112}.items() <= checked.items()
+
+
+def test_monitor_2014_stockpile_table_columns_match_the_depositary(store):
+    """The 2014 table "Countries that have stockpiled cluster munitions" puts each of its 91 countries in a column: 33
+    States Parties, 9 signatories, 49 non-signatories. The depositary's table agrees for the report's date (August 2014,
+    "© August 2014"): a party had deposited its instrument of consent by then, a signatory had signed only, a
+    non-signatory had done neither."""
+    import csv
+    with open(SETTINGS.reference_dir / "ccm_participants_untc.csv", encoding="utf-8", newline="") as f:
+        untc = {r["iso3"]: r for r in csv.DictReader(f)}
+    day = "2014-08-01"
+
+    def column(iso):
+        r = untc.get(iso)
+        if r and r["consent_date"] and r["consent_date"] <= day:
+            return "States Parties"
+        return "Signatories" if r and r["signature_date"] and r["signature_date"] <= day else "Non-Signatories"
+    rows = [r for r in _statuses(store) if r["key"] == "MONITOR-CMM-2014-STOCKPILES"]
+    columns = Counter()
+    for r in rows:
+        named = r["quote"].split(": ")[1]
+        columns[named] += 1
+        assert named == column(r["state"].rsplit("/", 1)[1]), r["s"]
+    assert columns == {"States Parties": 33, "Signatories": 9, "Non-Signatories": 49}
+    assert {r["status"] for r in rows} == {str(CMC.Stockpiled)}

@@ -273,3 +273,18 @@ def test_monitor_2014_stockpile_table_columns_match_the_depositary(store):
         assert named == column(r["state"].rsplit("/", 1)[1]), r["s"]
     assert columns == {"States Parties": 33, "Signatories": 9, "Non-Signatories": 49}
     assert {r["status"] for r in rows} == {str(CMC.Stockpiled)}
+
+
+def test_q42_states_that_entered_or_left_a_whole_list(store):
+    """Monitor 2011's table (28) and 2017's list (26) are whole: 8 states left the list and 6 entered it (28 - 8 + 6 = 26).
+    Five of those that left are among those Monitor 2019 says "completed clearance" (Albania, the Republic of the
+    Congo, Grenada, Guinea-Bissau, Mauritania, Mozambique, Norway, Zambia; Uganda; Thailand)."""
+    rows = _run(store, "42-whole-list-changes")
+    left = {r["state"].rsplit("/", 1)[1] for r in rows if r["inEarlier"] == "true" and r["inLater"] == "false"}
+    entered = {r["state"].rsplit("/", 1)[1] for r in rows if r["inEarlier"] == "false" and r["inLater"] == "true"}
+    assert len(rows) == len(left) + len(entered)
+    assert (len(left), len(entered)) == (8, 6) and 28 - len(left) + len(entered) == 26
+    cleared = {r["state"].rsplit("/", 1)[1] for r in _statuses(store)
+               if r["key"] == "MONITOR-CMM-2019-CONTAMINATION" and r["status"] == str(CMC.ClearanceCompleted)}
+    assert left & cleared == {"COG", "GNB", "MRT", "NOR", "THA"}
+    assert entered == {"CHL", "IRN", "SOM", "UKR", "GBR", "YEM"}

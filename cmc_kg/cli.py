@@ -100,10 +100,11 @@ def stats_command(settings):
                f"target (issue 11): {MEMBER_TARGET[0]} organizations from {MEMBER_TARGET[1]} countries")
     records = select(store, internal_query("stats-status-records"), asserted_only=True)
     monitor_years = {row["asOf"][:4] for row in records.rows if row["key"].startswith("MONITOR-") and row.get("asOf")}
-    click.echo(f"states with a cluster-munition record, per report ({len(monitor_years)} Monitor report years; "
-               f"target: {MONITOR_YEARS_TARGET})")
+    click.echo(f"states with a cluster-munition record, per report, and the lists the graph holds whole from it "
+               f"({len(monitor_years)} Monitor report years; target: {MONITOR_YEARS_TARGET})")
     for row in records.rows:
-        click.echo(f"  {int(row['states']):>7}  {row.get('asOf') or 'undated':<10}  {row['key']}")
+        lists = f"whole:{row['whole']}" if row.get("whole") else "partial"
+        click.echo(f"  {int(row['states']):>7}  {row.get('asOf') or 'undated':<10}  {lists:<38}  {row['key']}")
 
 
 @main.command("export")

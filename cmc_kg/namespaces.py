@@ -168,6 +168,7 @@ class CMC(DefinedNamespace):
     SteeringCommittee: URIRef
     SteeringCommitteeMemberRole: URIRef
     StockpileDestroyed: URIRef
+    Stockpiled: URIRef
     Stockpiler: URIRef
     StrategicObjective: URIRef
     Succession: URIRef
@@ -270,6 +271,7 @@ class CMC(DefinedNamespace):
     untcNumber: URIRef
     untsCitation: URIRef
     value: URIRef
+    wholeListOf: URIRef
     wikidataItem: URIRef
 
 

@@ -779,7 +779,8 @@ def status_key(iri: str) -> str:
 
 
 def status_grid(rows: list[dict[str, str]], status: str = "") -> dict:
-    """States (rows) by reports (columns, dated ones by date, undated pages last): the statuses each report gives.
+    """States (rows) by reports (columns, dated ones by date, undated pages last): the statuses each report gives,
+    and per column the statuses whose whole list the graph holds from the report and those it holds only part of.
 
     :param status: the local name of one status kind to keep (``Contaminated``), or "" for all.
     """
@@ -793,7 +794,12 @@ def status_grid(rows: list[dict[str, str]], status: str = "") -> dict:
         cell = state["cells"][r["source"]]
         if r["statusLabel"] not in [c["label"] for c in cell]:
             cell.append({"label": r["statusLabel"], "quote": r["quote"]})
-    return {"kinds": kinds, "status": status, "columns": [{"source": s, "asOf": d} for d, s in reports],
+    lists: dict[str, dict[bool, set[str]]] = defaultdict(lambda: {True: set(), False: set()})
+    for r in kept:
+        lists[r["source"]][r.get("wholeList") == "true"].add(r["statusLabel"])
+    columns = [{"source": s, "asOf": d, "whole": sorted(lists[s][True]), "partial": sorted(lists[s][False])}
+               for d, s in reports]
+    return {"kinds": kinds, "status": status, "columns": columns,
             "states": sorted(states.values(), key=lambda s: s["name"]),
             "per_column": {s: sum(1 for st in states.values() if st["cells"].get(s)) for _, s in reports}}
 

@@ -54,9 +54,23 @@ class _Task(WSGITask):
 
 
 class _Channel(HTTPChannel):
-    """A connection that remembers when the request it is receiving began and when its headers were complete."""
+    """A connection that remembers when the request it is receiving began and when its headers were complete.
+
+    While a thread answers a request, that thread sends what it writes (``send_bytes`` is 1); the main loop
+    polls for writability only when the thread left something unsent (a full socket), not, as waitress does,
+    whenever the buffer holds bytes the thread is about to send, which made it spin on a lock it cannot take."""
 
     task_class = _Task
+    unsent = False  # the answering thread could not send all it wrote: the main loop sends the rest
+
+    def writable(self):
+        return super().writable() and (self.unsent or not self.requests or self.will_close
+                                       or self.close_when_flushed)
+
+    def write_soon(self, data):
+        written = super().write_soon(data)
+        self.unsent = self.total_outbufs_len > 0
+        return written
 
     def __init__(self, server, sock, addr, adj, map=None):
         super().__init__(server, sock, addr, adj, map)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
+from typing import Callable
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 import pyoxigraph as ox
 from flask import Blueprint, Flask, Response, request
 from rdflib import BNode, Graph, Literal, URIRef
-from werkzeug.datastructures import MultiDict
+from werkzeug.datastructures import CombinedMultiDict, MultiDict
+from werkzeug.http import parse_options_header
 from werkzeug.utils import get_content_type
 
 from cmc_kg.contract import AnswerTooLarge, EngineBusy, QueryRequest, QueryTimeout, ServiceError
-from cmc_kg.formats import RDF_FORMATS, RESULT_FORMATS
+from cmc_kg.formats import RDF_FORMATS, RESULT_FORMATS, Format
 from cmc_kg.namespaces import RDF, SD, VOID, XSD, bind_prefixes
 from cmc_kg.query import QueryError, internal_query
 from cmc_kg.safety import QueryRefused, check_graphs
@@ -54,29 +57,45 @@ def _form_fields(body: bytes, charset: str) -> MultiDict:
     return fields
 
 
+class _Refused(Exception):
+    """A request whose parameters cannot be read: answered with ``status`` and the message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
 def _query_parameters() -> tuple[str | None, MultiDict] | Response:
+    try:
+        return _parameters(request.method, request.mimetype, request.mimetype_params, request.args, request.get_data)
+    except _Refused as refused:
+        return error(refused.status, str(refused))
+
+
+def _parameters(method: str, mimetype: str, mimetype_params: dict, args: MultiDict, body: Callable[[], bytes]):
     """The query text and the protocol parameters, from GET (or HEAD), a form POST or a direct POST, a body
-    decoded by the charset it declares (UTF-8 when none); 400 for an unknown charset or bytes not in it."""
-    if request.method in ("GET", "HEAD"):
-        return request.args.get("query"), request.args
-    if request.mimetype == "application/sparql-update":
-        return error(403, "this endpoint is read-only: SPARQL updates are refused")
-    if request.mimetype not in ("application/sparql-query", "application/x-www-form-urlencoded"):
-        return error(415, f"unsupported request media type {request.mimetype or '(none)'!r}: send a query as "
-                          "GET ?query=, POST application/x-www-form-urlencoded or POST application/sparql-query")
-    charset = request.mimetype_params.get("charset", "utf-8")
+    decoded by the charset it declares (UTF-8 when none); _Refused 400 for an unknown charset or bytes not in it,
+    403 for an update, 415 for any other body."""
+    if method in ("GET", "HEAD"):
+        return args.get("query"), args
+    if mimetype == "application/sparql-update":
+        raise _Refused(403, "this endpoint is read-only: SPARQL updates are refused")
+    if mimetype not in ("application/sparql-query", "application/x-www-form-urlencoded"):
+        raise _Refused(415, f"unsupported request media type {mimetype or '(none)'!r}: send a query as GET ?query=, "
+                            "POST application/x-www-form-urlencoded or POST application/sparql-query")
+    charset = mimetype_params.get("charset", "utf-8")
     try:
         b"x".decode(charset)  # a text encoding Python knows (not a transform such as base64)
     except LookupError:
-        return error(400, f"unknown charset {charset!r} in Content-Type: send the query in UTF-8")
+        raise _Refused(400, f"unknown charset {charset!r} in Content-Type: send the query in UTF-8") from None
     except UnicodeDecodeError:
         pass
     try:
-        if request.mimetype == "application/sparql-query":
-            return _decoded(request.get_data(), charset), request.args
-        form = _form_fields(request.get_data(), charset)
+        if mimetype == "application/sparql-query":
+            return _decoded(body(), charset), args
+        form = _form_fields(body(), charset)
     except _BadBody as bad:
-        return error(400, str(bad))
+        raise _Refused(400, str(bad)) from None
     return form.get("query"), form
 
 
@@ -208,9 +227,9 @@ _FAILURE = "cmc_kg.fast_path_failure"  # the exception the fast path met, for th
 
 
 class FastPath:
-    """WSGI in front of the Flask app that answers the common /sparql request (GET with one query and an answer
-    to send) from the environ, without Flask's request, routing and response objects, which cost about as much
-    as the rest of the request. The view above stays the definition: anything else (another page, a POST, HEAD,
+    """WSGI in front of the Flask app that answers the common /sparql request (GET or POST with one query and an
+    answer to send) from the environ, without Flask's request, routing and response objects, which cost about as much
+    as the rest of the request. The view above stays the definition: anything else (another page, HEAD, OPTIONS,
     a conditional request, a browser, any request to refuse) goes to it unchanged, and so does a query that
     fails, with the failure, so that it is answered as the view answers it without running the query twice.
     tests/test_fast_path.py compares the two answers header by header."""
@@ -246,19 +265,23 @@ class FastPath:
 
     def _query(self, environ: dict) -> QueryRequest | None:
         """The request's query as the view would send it to the engine; None for anything the view must answer."""
-        if environ.get("REQUEST_METHOD") != "GET" or "HTTP_IF_NONE_MATCH" in environ or environ.get("SCRIPT_NAME"):
+        method = environ.get("REQUEST_METHOD")
+        if method not in ("GET", "POST") or "HTTP_IF_NONE_MATCH" in environ or environ.get("SCRIPT_NAME"):
             return None
         config = self.state.config
-        try:  # as Werkzeug reads request.args
-            params = MultiDict(parse_qsl(environ.get("QUERY_STRING", "").encode("latin1").decode(),
-                                         keep_blank_values=True, errors="werkzeug.url_quote"))
-        except (UnicodeError, ValueError):
+        try:  # as Werkzeug reads request.args, request.mimetype and the body
+            args = MultiDict(parse_qsl(environ.get("QUERY_STRING", "").encode("latin1").decode(),
+                                       keep_blank_values=True, errors="werkzeug.url_quote"))
+            mimetype, mimetype_params = parse_options_header(environ.get("CONTENT_TYPE", ""))
+            text, params = _parameters(method, mimetype.lower(), mimetype_params, args,
+                                       lambda: self._body(environ, config.max_request_bytes))
+        except (UnicodeError, ValueError, _Refused):
             return None
-        texts = params.getlist("query")
-        if len(texts) != 1 or not texts[0] or "update" in params \
-                or len(texts[0].encode("utf-8")) > config.max_request_bytes:
+        if not text or len(params.getlist("query")) > 1 or "update" in params \
+                or len(text.encode("utf-8")) > config.max_request_bytes:
             return None
-        values, accept = format_values_in(params), environ.get("HTTP_ACCEPT", "")
+        values = format_values_in(args if params is args else CombinedMultiDict([args, params]))  # request.values
+        accept = environ.get("HTTP_ACCEPT", "")
         if prefers_html(values, accept):
             return None
         default_graphs = tuple(params.getlist("default-graph-uri")) or None
@@ -271,11 +294,22 @@ class FastPath:
                 return None
         results_format = choose_format(values, accept, RESULT_FORMATS, "json")
         graph_format = choose_format(values, accept, RDF_FORMATS, "turtle")
-        if results_format is None and graph_format is None:
+        if not isinstance(results_format, Format) and not isinstance(graph_format, Format):
             return None
-        return QueryRequest(text=texts[0], results_format=results_format.name if results_format else None,
-                            graph_format=graph_format.name if graph_format else None, default_graphs=default_graphs,
-                            named_graphs=named_graphs, max_rows=config.max_rows, max_bytes=config.max_answer_bytes)
+        return QueryRequest(text=text, results_format=results_format.name if isinstance(results_format, Format) else None,
+                            graph_format=graph_format.name if isinstance(graph_format, Format) else None,
+                            default_graphs=default_graphs, named_graphs=named_graphs, max_rows=config.max_rows,
+                            max_bytes=config.max_answer_bytes)
+
+    @staticmethod
+    def _body(environ: dict, most: int) -> bytes:
+        """The request's body, left readable for the view; ValueError when it is too long (the view says 413)."""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > most:
+            raise ValueError(length)
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        return body
 
 
 def _content_type(kind: str, name: str) -> str:

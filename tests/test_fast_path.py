@@ -46,15 +46,38 @@ HANDED_TO_THE_VIEW = [
 ]
 
 
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+DIRECT = {"Content-Type": "application/sparql-query"}
+# (query string parameters, body, request headers) of POST requests
+POSTED = [
+    ({}, urllib.parse.urlencode({"query": SELECT}), FORM),
+    ({"format": "xml"}, urllib.parse.urlencode({"query": SELECT, "output": "csv"}), FORM),  # format first
+    ({}, urllib.parse.urlencode({"query": DESCRIBE, "format": "nt"}), {**FORM, "Accept": "text/turtle"}),
+    ({"format": "tsv"}, SELECT, DIRECT),
+    ({"default-graph-uri": str(SOURCES_GRAPH)}, SELECT, {"Content-Type": "application/sparql-query; charset=UTF-8"}),
+    ({}, "ASK { ?s rdfs:label \"Côte d'Ivoire\"@en }".encode("latin-1"),
+     {"Content-Type": "application/sparql-query; charset=ISO-8859-1"}),
+]
+POSTED_TO_THE_VIEW = [
+    ({}, "INSERT DATA { <a:b> <a:c> <a:d> }", {"Content-Type": "application/sparql-update"}),  # 403
+    ({}, SELECT, {"Content-Type": "text/plain"}),  # 415
+    ({}, SELECT, {"Content-Type": "application/sparql-query; charset=x-unknown"}),  # 400
+    ({}, b"ASK { ?s ?p \"\xff\" }", DIRECT),  # not UTF-8: 400
+    ({}, "", DIRECT),  # no query: 400
+    ({}, urllib.parse.urlencode({"query": ASK, "update": "DROP ALL"}), FORM),
+    ({}, "x" * 2_000_000, DIRECT),  # past max_request_bytes: 413
+]
+
+
 @pytest.fixture(scope="module")
 def app(store, built):
     return in_process_server(store, "http://fast-path.test", build_dir=str(built[0].build_dir), max_rows=200,
                              cache_entries=0).client.application
 
 
-def _answer(wsgi, params: dict, headers: dict, method: str = "GET"):
+def _answer(wsgi, params: dict, headers: dict, method: str = "GET", body: str | bytes | None = None):
     response = Client(wsgi).open("/sparql", method=method, query_string=urllib.parse.urlencode(params, doseq=True),
-                                 headers=headers)
+                                 headers=headers, data=body)
     return response.status, list(response.headers.items()), response.get_data()
 
 
@@ -82,7 +105,25 @@ def test_what_the_fast_path_does_not_answer_is_answered_by_the_view(app, params,
     assert fast == _answer(app.wsgi_app.flask, params, headers)
 
 
-@pytest.mark.parametrize("method", ["POST", "HEAD", "OPTIONS"])
+@pytest.mark.parametrize("params, body, headers", POSTED)
+def test_fast_path_answers_posts_as_the_view(app, params, body, headers):
+    views = _views(app)
+    fast = _answer(app.wsgi_app, params, headers, "POST", body)
+    assert not views, "the fast path handed an answerable request to Flask"
+    assert fast == _answer(app.wsgi_app.flask, params, headers, "POST", body)
+    assert fast[0] == "200 OK"
+
+
+@pytest.mark.parametrize("params, body, headers", POSTED_TO_THE_VIEW)
+def test_posts_the_fast_path_does_not_answer_are_answered_by_the_view_body_and_all(app, params, body, headers):
+    views = _views(app)
+    fast = _answer(app.wsgi_app, params, headers, "POST", body)
+    assert views
+    assert fast == _answer(app.wsgi_app.flask, params, headers, "POST", body)
+    assert not fast[0].startswith("200")
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
 def test_other_methods_go_to_the_view(app, method):
     views = _views(app)
     fast = _answer(app.wsgi_app, {"query": ASK}, {}, method)

@@ -137,36 +137,45 @@ def _readable(fd: int, seconds: float) -> bool:
     return bool(waiting.poll(max(0, math.ceil(seconds * 1000))))
 
 
-def _read_exact(fd: int, size: int, deadline: float) -> bytes:
-    """``size`` bytes from a pipe; EOFError if it closes first, QueryTimeout past the deadline."""
-    chunks, missing = [], size
-    while missing:
-        if not _readable(fd, deadline - time.monotonic()):
+def _read_into(fd: int, data: bytearray, size: int, most: int, deadline: float, ready: bool = False) -> None:
+    """Read from a pipe into ``data`` until it holds ``size`` bytes, never more than ``most``; EOFError if it
+    closes first, QueryTimeout past the deadline. ``ready``: poll() just said the pipe has data."""
+    while len(data) < size:
+        if not ready and not _readable(fd, deadline - time.monotonic()):
             raise QueryTimeout("the query worker did not finish its reply in time")
-        chunk = os.read(fd, min(missing, 1 << 20))
+        ready = False
+        chunk = os.read(fd, min(most - len(data), 1 << 20))
         if not chunk:
             raise EOFError
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
+        data += chunk
 
 
-def _read_frame(fd: int, deadline: float, max_body: int) -> tuple[str, str, bool, dict, bytes]:
+_FIRST_READ = 1 << 16  # read with the header: a small reply whole, in one read()
+
+
+def _read_frame(fd: int, deadline: float, max_body: int, ready: bool = False) -> tuple[str, str, bool, dict, bytes]:
     """One message from a worker: (status, kind, truncated, metadata, body); WorkerProtocolError if it is not
-    one, before reading more than the header when the header is wrong."""
-    magic, status, kind, flags, meta_size, body_size = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
+    one, before reading more than the header and 64 KiB when the header is wrong. A worker sends nothing
+    after its reply until it gets the next request, so bytes past the frame are an error too."""
+    data = bytearray()
+    _read_into(fd, data, _HEADER.size, _HEADER.size + _FIRST_READ, deadline, ready)
+    magic, status, kind, flags, meta_size, body_size = _HEADER.unpack_from(data)
     if magic != _MAGIC or status >= len(_STATUSES) or kind >= len(_KINDS) or flags & ~_TRUNCATED:
         raise WorkerProtocolError("a query worker sent a reply that is not a cmc-kg frame; it was stopped")
     if meta_size > _MAX_META_BYTES or body_size > max_body:
         raise WorkerProtocolError(f"a query worker announced a reply of {meta_size:,} + {body_size:,} bytes, past "
                                   f"the bounds ({_MAX_META_BYTES:,} + {max_body:,}, max_answer_bytes); it was stopped")
+    end = _HEADER.size + meta_size + body_size
+    if len(data) > end:
+        raise WorkerProtocolError("a query worker sent more than one reply; it was stopped")
+    _read_into(fd, data, end, end, deadline)
     try:
-        meta = json.loads(_read_exact(fd, meta_size, deadline).decode("utf-8"))
+        meta = json.loads(data[_HEADER.size:_HEADER.size + meta_size].decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise WorkerProtocolError("a query worker sent metadata that is not UTF-8 JSON; it was stopped") from None
     if not isinstance(meta, dict):
         raise WorkerProtocolError("a query worker sent metadata that is not a JSON object; it was stopped")
-    return _STATUSES[status], _KINDS[kind], bool(flags & _TRUNCATED), meta, _read_exact(fd, body_size, deadline)
+    return _STATUSES[status], _KINDS[kind], bool(flags & _TRUNCATED), meta, bytes(data[end - body_size:end])
 
 
 def _field(meta: dict, name: str, kind: type | tuple[type, ...]):
@@ -177,8 +186,9 @@ def _field(meta: dict, name: str, kind: type | tuple[type, ...]):
 
 
 def _reply(fd: int, deadline: float, max_body: int) -> tuple[str, Answer | str]:
-    """A worker's reply to a query, checked: ('ok', Answer) or (an error status, its message)."""
-    status, kind, truncated, meta, body = _read_frame(fd, deadline, max_body)
+    """A worker's reply to a query (poll() said it has begun), checked: ('ok', Answer) or (an error status, its
+    message)."""
+    status, kind, truncated, meta, body = _read_frame(fd, deadline, max_body, ready=True)
     if status == "ok":
         formats = RDF_FORMATS if kind == "graph" else RESULT_FORMATS
         name = _field(meta, "format", str)

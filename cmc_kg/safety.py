@@ -31,6 +31,7 @@ a graph outside the build is a mistake or a probe, and other engines (`serve --s
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -435,6 +436,12 @@ def check_graphs(iris, known: Collection[str] | Callable[[str], bool], where: st
                                "(GET /sparql with Accept: text/turtle) lists the graphs")
 
 
+# A worker checks the same few queries over and over (pages, clients' templates): the readings of the last few
+# hundred short ones are kept (reading one took a third of a trivial query's time in the worker).
+_KEPT_QUERY_CHARS = 4096
+_inspected = functools.lru_cache(maxsize=256)(inspect)
+
+
 def check_query(text: str, allowed_services: Collection[str] = frozenset(),
                 graphs: Collection[str] | Callable[[str], bool] | None = None,
                 max_depth: int = DEFAULT_MAX_DEPTH, deadline: float | None = None) -> QueryShape:
@@ -457,7 +464,8 @@ def check_query(text: str, allowed_services: Collection[str] = frozenset(),
     ...
     cmc_kg.safety.QueryRefused: FROM <file:///etc/passwd> is not a graph of this dataset (nothing is ever fetched or read from a file); the service description (GET /sparql with Accept: text/turtle) lists the graphs
     """
-    shape = inspect(text, max_depth, deadline)
+    shape = (_inspected(text, max_depth) if deadline is None and len(text) <= _KEPT_QUERY_CHARS
+             else inspect(text, max_depth, deadline))
     if shape.update:
         raise QueryRefused(f"this endpoint is read-only: SPARQL updates ({shape.update}) are refused"
                            if shape.update != "DEFINE" else "engine-specific pragmas (DEFINE) are refused")

@@ -79,7 +79,7 @@ def create_app(config: Settings | None = None, engine=None) -> Flask:
 
     from .explore import bp as explore
     from .pages import bp as pages
-    from .sparql import bp as sparql
+    from .sparql import FastPath, bp as sparql
     from .ui import bp as ui
 
     app.register_blueprint(sparql)
@@ -96,6 +96,8 @@ def create_app(config: Settings | None = None, engine=None) -> Flask:
         # Browsers take every answer as its declared media type, never as HTML or script they sniffed.
         response.headers["X-Content-Type-Options"] = "nosniff"
         return cors(compress(response))
+
+    app.wsgi_app = FastPath(app)  # type: ignore[method-assign]  # the common /sparql request, without Flask
 
     @app.get("/health")
     def health():

@@ -26,7 +26,7 @@ import time
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import MultiSocketServer, TcpWSGIServer
-from waitress.task import ThreadedTaskDispatcher
+from waitress.task import ThreadedTaskDispatcher, WSGITask
 
 from cmc_kg.settings import Settings
 
@@ -37,8 +37,40 @@ __all__ = ["create_server", "serve"]
 log = logging.getLogger("cmc-kg.connections")
 
 
+class _Task(WSGITask):
+    """Writes a response's header together with its first body chunk, so that the thread answering sends a small
+    answer in one send() (``send_bytes`` is 1) instead of waking the main loop to send it in two."""
+
+    def write(self, data):
+        room = None if self.content_length is None else self.content_length - self.content_bytes_written
+        if self.wrote_header or not self.complete or not data or not self.has_body or self.chunked_response \
+                or (room is not None and len(data) > room):
+            return super().write(data)  # waitress's own path, with its checks and warnings
+        header = self.build_response_header()
+        self.wrote_header = True
+        if room is not None:
+            self.content_bytes_written += len(data)
+        self.channel.write_soon(header + data)
+
+
 class _Channel(HTTPChannel):
-    """A connection that remembers when the request it is receiving began and when its headers were complete."""
+    """A connection that remembers when the request it is receiving began and when its headers were complete.
+
+    While a thread answers a request, that thread sends what it writes (``send_bytes`` is 1); the main loop
+    polls for writability only when the thread left something unsent (a full socket), not, as waitress does,
+    whenever the buffer holds bytes the thread is about to send, which made it spin on a lock it cannot take."""
+
+    task_class = _Task
+    unsent = False  # the answering thread could not send all it wrote: the main loop sends the rest
+
+    def writable(self):
+        return super().writable() and (self.unsent or not self.requests or self.will_close
+                                       or self.close_when_flushed)
+
+    def write_soon(self, data):
+        written = super().write_soon(data)
+        self.unsent = self.total_outbufs_len > 0
+        return written
 
     def __init__(self, server, sock, addr, adj, map=None):
         super().__init__(server, sock, addr, adj, map)
@@ -149,7 +181,7 @@ def _adjustments(config: Settings) -> Adjustments:
     return Adjustments(host=config.host, port=config.port, threads=config.threads, ident="cmc-kg",
                        max_request_body_size=config.max_request_bytes,
                        channel_timeout=int(max(30, config.query_timeout * 3)), connection_limit=config.connection_limit,
-                       cleanup_interval=1, asyncore_use_poll=True, clear_untrusted_proxy_headers=True, **proxy)
+                       cleanup_interval=1, asyncore_use_poll=True, send_bytes=1, clear_untrusted_proxy_headers=True, **proxy)
 
 
 def _enough_file_descriptors(needed: int) -> None:

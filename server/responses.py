@@ -6,17 +6,19 @@ from __future__ import annotations
 import functools
 import gzip
 import re
+from typing import Sequence
 
 import pyoxigraph as ox
 from flask import Response, request
 from rdflib import Graph
-from werkzeug.datastructures import MIMEAccept
+from werkzeug.datastructures import MIMEAccept, MultiDict
 from werkzeug.http import parse_accept_header
 
 from cmc_kg.formats import RDF_FORMATS, RESULT_FORMATS, Format, by_name_or_type, write_triples
 
-__all__ = ["error", "format_values", "negotiate", "wants_html", "browser_wants_html", "not_acceptable",
-           "rdf_response", "revalidated", "compress", "cors"]
+__all__ = ["error", "format_values", "format_values_in", "negotiate", "choose_format", "wants_html",
+           "browser_wants_html", "prefers_html", "not_acceptable", "rdf_response", "revalidated", "compress",
+           "accepts_gzip", "gzipped", "cors"]
 
 # Parameters naming the answer's format: Virtuoso and Fuseki read `format`, Joseki `output`, rasqal `results`;
 # SPARQLWrapper sends all three, some twice (a name and a media type).
@@ -41,15 +43,25 @@ def format_values() -> list[str]:
     negotiated for results and for graphs, and for a browser)."""
     values = request.environ.get(_FORMAT_VALUES)
     if values is None:
-        values = request.environ[_FORMAT_VALUES] = tuple(
-            value for name in FORMAT_PARAMETERS for value in request.values.getlist(name) if value.strip())
+        values = request.environ[_FORMAT_VALUES] = format_values_in(request.values)
     return list(values)
+
+
+def format_values_in(params: MultiDict) -> tuple[str, ...]:
+    """The values of the format parameters among ``params``, in the order sent, blank ones left out."""
+    return tuple(value for name in FORMAT_PARAMETERS for value in params.getlist(name) if value.strip())
 
 
 _FORMAT_VALUES = "cmc_kg.format_values"  # where format_values keeps them in the request's environ
 
 
 def negotiate(table: dict[str, Format], default: str, extra: tuple[str, ...] = ()) -> Format | str | None:
+    """The format to answer this request in: see :func:`choose_format`."""
+    return choose_format(format_values(), request.headers.get("Accept", ""), table, default, extra)
+
+
+def choose_format(values: Sequence[str], accept: str, table: dict[str, Format], default: str,
+                  extra: tuple[str, ...] = ()) -> Format | str | None:
     """The format to answer in: the first format parameter value ``table`` knows, else the best Accept match
     (q-values, */*); None when nothing acceptable.
 
@@ -57,12 +69,12 @@ def negotiate(table: dict[str, Format], default: str, extra: tuple[str, ...] = (
     servers, and "csv" for a CONSTRUCT names no RDF format. Media types in ``extra`` (such as text/html) are
     offered too and returned as strings when they win.
     """
-    for value in format_values():
+    for value in values:
         known = by_name_or_type(value, table)
         if known is not None:
             return known
     offered = tuple(extra) + (table[default].media_type,) + tuple(t for f in table.values() for t in f.media_types)
-    best = _by_accept(_best_match, offered)
+    best = _by_accept(_best_match, accept, offered)
     if best is _NO_ACCEPT:
         return table[default]
     if best is None:
@@ -77,9 +89,8 @@ _NO_ACCEPT = object()  # what _best_match says for a missing or empty Accept hea
 _CACHED_ACCEPT_CHARS = 512
 
 
-def _by_accept(function, *args):
-    """``function(accept header, *args)``, from its cache when the header is short enough to be kept."""
-    accept = request.headers.get("Accept", "")
+def _by_accept(function, accept: str, *args):
+    """``function(accept, *args)``, from its cache when the header is short enough to be kept."""
     return (function if len(accept) <= _CACHED_ACCEPT_CHARS else function.__wrapped__)(accept, *args)
 
 
@@ -107,16 +118,21 @@ def wants_html() -> bool | None:
 
 
 def browser_wants_html() -> bool:
+    """Whether this request for a query's answer comes from a browser: see :func:`prefers_html`."""
+    return prefers_html(format_values(), request.headers.get("Accept", ""))
+
+
+def prefers_html(values: Sequence[str], accept: str) -> bool:
     """Whether a request for a query's answer comes from a browser: `format=html`, or no format parameter this
     server knows and an Accept header that names HTML above every format the server writes (a browser's
     ``text/html,…,application/xml;q=0.9,*/*;q=0.8``). A wildcard is no request for HTML, so curl and API
     clients keep their answers."""
-    values = [value.strip().lower() for value in format_values()]
+    values = [value.strip().lower() for value in values]
     if any(by_name_or_type(value, RESULT_FORMATS) or by_name_or_type(value, RDF_FORMATS) for value in values):
         return False
     if "html" in values or any(value in HTML_TYPES for value in values):
         return True
-    return _by_accept(_html_preferred)
+    return _by_accept(_html_preferred, accept)
 
 
 def not_acceptable() -> Response:
@@ -143,7 +159,22 @@ def rdf_response(graph: Graph) -> Response:
 
 
 def _accepts_gzip() -> bool:
-    return request.accept_encodings["gzip"] > 0
+    return accepts_gzip(request.headers.get("Accept-Encoding", ""))
+
+
+@functools.lru_cache(maxsize=256)
+def _gzip_quality(accept_encoding: str) -> float:
+    return parse_accept_header(accept_encoding)["gzip"]
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header takes gzip (q > 0, or through *)."""
+    return (_gzip_quality(accept_encoding) if len(accept_encoding) <= _CACHED_ACCEPT_CHARS
+            else _gzip_quality.__wrapped__(accept_encoding)) > 0
+
+
+def gzipped(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=5, mtime=0)
 
 
 def revalidated(etag: str) -> Response | None:
@@ -173,7 +204,7 @@ def compress(response: Response) -> Response:
     body = response.get_data()
     if len(body) < GZIP_MIN_BYTES or not _accepts_gzip():
         return response
-    response.set_data(gzip.compress(body, compresslevel=5, mtime=0))
+    response.set_data(gzipped(body))
     response.headers["Content-Encoding"] = "gzip"
     etag, weak = response.get_etag()
     if etag:

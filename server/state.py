@@ -98,8 +98,9 @@ class State:
     def current() -> "State":
         return current_app.extensions["cmc_kg"]
 
-    def run(self, request: QueryRequest) -> tuple[Answer, bool]:
-        """Answer a request, from the cache when the same build answered it before; says whether it was cached."""
+    def run(self, request: QueryRequest, client: str | None = None) -> tuple[Answer, bool]:
+        """Answer a request, from the cache when the same build answered it before; says whether it was cached.
+        ``client``: the address asking (default: that of the request being answered, if any)."""
         for _ in range(3):  # an engine retired between reading it and using it: ask the one that took over
             engine = self.engine
             key = (engine.build_id, request)
@@ -107,7 +108,7 @@ class State:
             if cached is not None:
                 return cached, True
             try:
-                with self.admission.admit(_client()) as ticket:  # raises TooManyQueries (server/admission.py)
+                with self.admission.admit(client or _client()) as ticket:  # raises TooManyQueries (server/admission.py)
                     answer = engine.run(request)
                     ticket.charge(answer.seconds)
             except EngineClosed:

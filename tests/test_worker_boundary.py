@@ -39,6 +39,8 @@ HOSTILE_WORKER = textwrap.dedent('''
         "huge": header.pack(engine._MAGIC, 1, 1, 0, 2, 1 << 31) + b"{}",
         "not-json": header.pack(engine._MAGIC, 1, 1, 0, 2, 0) + b"\\xff\\xfe",
         "unknown-format": engine._frame("ok", {"format": "pickle", "rows": 0, "seconds": 0.0}, b"x", "results"),
+        # a second reply the next query would otherwise take for its answer
+        "two-replies": engine._frame("ok", {"format": "json", "rows": 1, "seconds": 0.0}, b"{}", "boolean") * 2,
     }[kind]
     os.write(replies, engine._frame("ready", {"triples": 1, "graphs": [], "network_filter": "installed"}))
     while os.read(int(sys.argv[2]), 1 << 16):
@@ -46,7 +48,7 @@ HOSTILE_WORKER = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.parametrize("reply", ["pickle", "garbage", "huge", "not-json", "unknown-format"])
+@pytest.mark.parametrize("reply", ["pickle", "garbage", "huge", "not-json", "unknown-format", "two-replies"])
 def test_a_worker_that_sends_pickle_or_garbage_gets_a_clean_500_and_runs_nothing(built, tmp_path, monkeypatch, reply):
     script, marker = tmp_path / "hostile_worker.py", tmp_path / "exploited"
     script.write_text(HOSTILE_WORKER)

@@ -187,20 +187,17 @@ def _link_graphs_to_sources(dataset: Dataset, paths: Paths) -> None:
         registry.add((GRAPH[folder.name], PROV.wasDerivedFrom, source))
 
 
-def _asserted_union(dataset: Dataset, include_ontology: bool) -> Graph:
+def _asserted_union(dataset: Dataset) -> Graph:
+    """Every asserted triple, the ontology's included, once: what SHACL and the reasoner both read."""
     union = Graph()
     for graph in dataset.graphs():
-        if graph.identifier == ONTOLOGY_GRAPH and not include_ontology:
-            continue
-        if graph.identifier in (INFERRED_GRAPH,) or not len(graph):
-            continue
-        union += graph
+        if graph.identifier != INFERRED_GRAPH and len(graph):
+            union += graph
     return union
 
 
-def _shacl(dataset: Dataset, paths: Paths) -> None:
-    violations = validate_shapes(_asserted_union(dataset, include_ontology=False),
-                                 load_shapes(paths.shapes_dir), dataset.graph(ONTOLOGY_GRAPH))
+def _shacl(asserted: Graph, paths: Paths) -> None:
+    violations = validate_shapes(asserted, load_shapes(paths.shapes_dir))
     if violations:
         shown = "\n  ".join(str(v) for v in violations[:50])
         more = f"\n  … and {len(violations) - 50} more" if len(violations) > 50 else ""
@@ -264,14 +261,13 @@ def _rule_input(asserted: Graph) -> Graph:
     return rule_input
 
 
-def _reason(dataset: Dataset) -> Graph:
-    """OWL 2 RL closure of ontology + data, minus what was asserted and what is trivial.
+def _reason(asserted: Graph) -> Graph:
+    """OWL 2 RL closure of the asserted triples (ontology and data), minus what was asserted and what is trivial.
 
     owlrl is given only what its rules can read (_rule_input; about three quarters of the triples) and no
     reflexive sameAs (_Semantics): the same inferred triples as the closure of everything, which
     tests/test_build.py checks, in a fraction of the time.
     """
-    asserted = _asserted_union(dataset, include_ontology=True)
     semantics = owlrl.OWLRL_Semantics if any(asserted.triples((None, OWL.differentFrom, None))) or any(
         asserted.triples((None, RDF.type, OWL.AllDifferent))) else _Semantics
     closure = _rule_input(asserted)
@@ -347,10 +343,11 @@ def build(paths: Paths = Paths(), progress: Progress = lambda _: None, write: bo
     dataset = load_sources(paths, progress)
     step("parse")
     progress("validate with SHACL shapes")
-    _shacl(dataset, paths)
+    asserted = _asserted_union(dataset)
+    _shacl(asserted, paths)
     step("shacl")
     progress("reason (OWL 2 RL, owlrl)")
-    inferred = _reason(dataset)
+    inferred = _reason(asserted)
     target = dataset.graph(INFERRED_GRAPH)
     for triple in inferred:
         target.add(triple)
@@ -370,10 +367,10 @@ def build(paths: Paths = Paths(), progress: Progress = lambda _: None, write: bo
         if len(graph):
             report.triples_per_graph[str(graph.identifier)] = len(graph)
     report.triples_per_graph = dict(sorted(report.triples_per_graph.items()))
-    report.distinct_triples = len({triple for graph in dataset.graphs() for triple in graph})
-    union = _asserted_union(dataset, include_ontology=False)
-    report.entities_per_class = dict(sorted(Counter(
-        str(o) for s, o in union.subject_objects(RDF.type) if str(s).startswith(str(ID))).items()))
+    report.distinct_triples = len(asserted) + len(inferred)  # nothing asserted is in the inferred graph
+    typed = {(s, o) for graph in dataset.graphs() if graph.identifier not in (ONTOLOGY_GRAPH, INFERRED_GRAPH)
+             for s, o in graph.subject_objects(RDF.type) if str(s).startswith(str(ID))}
+    report.entities_per_class = dict(sorted(Counter(str(o) for s, o in typed).items()))
     if write:
         progress(f"write {paths.dump_file}")
         report.dump_sha256 = hashlib.sha256(dump).hexdigest()

@@ -57,9 +57,11 @@ def load_shapes(shapes_dir: Path) -> Shapes:
     return Shapes(graph, files)
 
 
-def validate_shapes(data: Graph, shapes: Shapes, ontology: Graph) -> list[Violation]:
-    """Validate ``data``; return its violations, sorted, or an empty list when it conforms."""
-    conforms, results, _ = validate(data + ontology, shacl_graph=shapes.graph, inference="none",
+def validate_shapes(data: Graph, shapes: Shapes, ontology: Graph | None = None) -> list[Violation]:
+    """Validate ``data``, with ``ontology`` if it is not already in it; return the violations, sorted, or an empty
+    list when it conforms. ``data`` is read, not changed."""
+    conforms, results, _ = validate(data if ontology is None else data + ontology, shacl_graph=shapes.graph,
+                                    inference="none",
                                     abort_on_first=False, allow_warnings=False)
     if conforms:
         return []

@@ -368,8 +368,8 @@ def build(paths: Paths = Paths(), progress: Progress = lambda _: None, write: bo
             report.triples_per_graph[str(graph.identifier)] = len(graph)
     report.triples_per_graph = dict(sorted(report.triples_per_graph.items()))
     report.distinct_triples = len(asserted) + len(inferred)  # nothing asserted is in the inferred graph
-    typed = {(s, o) for graph in dataset.graphs() if graph.identifier not in (ONTOLOGY_GRAPH, INFERRED_GRAPH)
-             for s, o in graph.subject_objects(RDF.type) if str(s).startswith(str(ID))}
+    typed = {(s, o) for s, _, o, graph in dataset.quads((None, RDF.type, None, None))
+             if graph not in (ONTOLOGY_GRAPH, INFERRED_GRAPH) and str(s).startswith(str(ID))}
     report.entities_per_class = dict(sorted(Counter(str(o) for s, o in typed).items()))
     if write:
         progress(f"write {paths.dump_file}")

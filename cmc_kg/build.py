@@ -212,6 +212,23 @@ def _is_trivial(s, p, o) -> bool:
     return p == RDF.type and o in _TRIVIAL_TYPES
 
 
+class _Terms:
+    """A vocabulary's terms as plain attributes. owlrl's rules name about 50 terms for each triple they read
+    (`OWL.sameAs`), and on rdflib's vocabulary classes each name is a call of their __getattr__: a quarter of the
+    rules' time. Any other name is looked up on the vocabulary, as before."""
+
+    def __init__(self, vocabulary):
+        self.__dict__.update({name: vocabulary[name] for name in vocabulary.__annotations__})
+        self._vocabulary = vocabulary
+
+    def __getattr__(self, name):
+        return getattr(self._vocabulary, name)
+
+
+owlrl.OWLRL.OWL, owlrl.OWLRL.RDF, owlrl.OWLRL.RDFS = (_Terms(owlrl.OWLRL.OWL), _Terms(owlrl.OWLRL.RDF),
+                                                      _Terms(owlrl.OWLRL.RDFS))
+
+
 class _Semantics(owlrl.OWLRL_Semantics):
     """owlrl's OWL 2 RL rules, minus two kinds of work that cannot change the closure.
 

@@ -188,13 +188,10 @@ def _link_graphs_to_sources(dataset: Dataset, paths: Paths) -> None:
         registry.add((GRAPH[folder.name], PROV.wasDerivedFrom, source))
 
 
-def _asserted_union(dataset: Dataset) -> Graph:
-    """Every asserted triple, the ontology's included, once: what SHACL and the reasoner both read."""
-    union = Graph()
-    for graph in dataset.graphs():
-        if graph.identifier != INFERRED_GRAPH and len(graph):
-            union += graph
-    return union
+def _union(dataset: Dataset) -> Dataset:
+    """Every triple of every graph, once: a view of the dataset, not a copy. Until the inferred graph is filled,
+    these are the asserted triples, the ontology's included, which SHACL and the reasoner read."""
+    return Dataset(store=dataset.store, default_union=True)
 
 
 def _shacl(asserted: Graph, paths: Paths) -> None:
@@ -304,9 +301,9 @@ def _rule_input(asserted: Graph) -> Graph:
     sameAs, lists), those whose predicate an axiom names, and those with a typed literal (owlrl checks its
     form). Any other triple (a label, a note, a link the ontology says nothing about) can only be copied along
     owl:sameAs by eq-rep-*: _reason adds the triples of such terms when the closure equates them."""
-    named = {term for s, p, o in asserted if _is_axiom(p) for term in (s, o)}
+    named = {term for s, p, o in asserted.triples((None, None, None)) if _is_axiom(p) for term in (s, o)}
     rule_input = _SetGraph()
-    for triple in asserted:
+    for triple in asserted.triples((None, None, None)):
         s, p, o = triple
         if _is_axiom(p) or p in named or (isinstance(o, Literal) and o.datatype is not None):
             rule_input.add(triple)
@@ -333,7 +330,7 @@ def _reason(asserted: Graph) -> set:
             break
         for triple in missing:
             closure.add(triple)
-    stated = set(asserted)
+    stated = set(asserted.triples((None, None, None)))
     return {triple for triple in closure if triple not in stated and not _is_trivial(*triple)}
 
 
@@ -392,7 +389,7 @@ def build(paths: Paths = Paths(), progress: Progress = lambda _: None, write: bo
     dataset = load_sources(paths, progress)
     step("parse")
     progress("validate with SHACL shapes")
-    asserted = _asserted_union(dataset)
+    asserted = _union(dataset)  # read before the inferred graph is filled
     _shacl(asserted, paths)
     step("shacl")
     progress("reason (OWL 2 RL, owlrl)")
@@ -415,7 +412,7 @@ def build(paths: Paths = Paths(), progress: Progress = lambda _: None, write: bo
         if len(graph):
             report.triples_per_graph[str(graph.identifier)] = len(graph)
     report.triples_per_graph = dict(sorted(report.triples_per_graph.items()))
-    report.distinct_triples = len(asserted) + len(inferred)  # nothing asserted is in the inferred graph
+    report.distinct_triples = len(_union(dataset))
     typed = {(s, o) for s, _, o, graph in dataset.quads((None, RDF.type, None, None))
              if graph not in (ONTOLOGY_GRAPH, INFERRED_GRAPH) and str(s).startswith(str(ID))}
     report.entities_per_class = dict(sorted(Counter(str(o) for s, o in typed).items()))

@@ -38,6 +38,7 @@ _BUILTIN_PREFIXES = tuple(str(ns) for ns in (RDF, RDFS, OWL, XSD))
 _REFLEXIVE = {OWL.sameAs, OWL.equivalentClass, OWL.equivalentProperty, RDFS.subClassOf, RDFS.subPropertyOf}
 _TRIVIAL_TYPES = {OWL.Thing, RDFS.Resource, OWL.NamedIndividual}
 _VOCABULARIES = tuple(str(ns) for ns in (RDF, RDFS, OWL))
+_SAME_AS = OWL.sameAs
 
 
 # Limits on what the build reads, so that a mistaken or hostile file fails fast with a clear message instead of
@@ -241,7 +242,7 @@ class _Semantics(owlrl.OWLRL_Semantics):
     """
 
     def store_triple(self, t):
-        if not (t[1] == OWL.sameAs and t[0] == t[2]):
+        if not (t[1] == _SAME_AS and t[0] == t[2]):
             super().store_triple(t)
 
     def rules(self, t, cycle_num):

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import owlrl
 import pyoxigraph as ox
 import pytest
-from rdflib import Dataset, Graph, Literal, Namespace
+from rdflib import Dataset, Graph, Literal, Namespace, URIRef
 
-from cmc_kg.build import BuildError, _is_trivial, _reason, _union, build, load_sources, run_checks
+from cmc_kg import build as build_module
+from cmc_kg.build import (BuildError, _is_trivial, _reason, _ShapeValidation, _union, build, load_sources,
+                          run_checks)
 from cmc_kg.namespaces import (CMC, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY_GRAPH, OWL, PREFIXES, PROV, RDF, RDFS,
                                SOURCES_GRAPH, XSD)
 from cmc_kg.query import merge_default_graph, select
 from cmc_kg.settings import Paths
+from cmc_kg.validate import load_shapes
 
 
 def test_build_writes_dump_and_report(built):
@@ -141,3 +145,50 @@ def test_an_entity_described_outside_the_source_graphs_is_found():
     store.add(ox.Quad(unsourced, label, ox.Literal("unsourced"), loose))
     failures = run_checks(merge_default_graph(store), Paths().checks_dir)
     assert failures["entity-without-source-violation.rq"] == [{"entity": unsourced.value}]
+
+
+def _shapes_input():
+    """The ontology and a country whose ISO code breaks its shape."""
+    data = Graph().parse(Paths().ontology_file)
+    country = URIRef(f'{PREFIXES["country"]}AFG')
+    data.add((country, RDF.type, CMC.Country))
+    data.add((country, CMC.isoAlpha3, Literal("afghanistan")))
+    return data, load_shapes(Paths().shapes_dir)
+
+
+def test_shape_validation_in_a_child_gives_the_violations_it_gives_here(monkeypatch):
+    data, shapes = _shapes_input()
+    monkeypatch.setattr(build_module.threading, "active_count", lambda: 1)
+    with _ShapeValidation(data, shapes) as validation:
+        assert validation._child is not None
+        beside = validation.violations()
+    monkeypatch.setattr(build_module.threading, "active_count", lambda: 2)  # another thread: no fork
+    with _ShapeValidation(data, shapes) as validation:
+        assert validation._child is None
+        here = validation.violations()
+    assert beside == here
+    assert any("isoAlpha3" in v.path for v in here)
+    assert validation.cpu_seconds > 0
+
+
+def test_a_failed_child_validation_is_run_again_here_and_raises_as_without_a_child(monkeypatch):
+    def broken(*_):
+        raise ValueError("the shapes cannot be read")
+
+    monkeypatch.setattr(build_module.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(build_module, "validate_shapes", broken)
+    with pytest.raises(ValueError, match="the shapes cannot be read"):
+        with _ShapeValidation(*_shapes_input()) as validation:
+            assert validation._child is not None
+            validation.violations()
+
+
+def test_the_validating_child_is_stopped_when_the_build_fails_first(monkeypatch):
+    monkeypatch.setattr(build_module.threading, "active_count", lambda: 1)
+    with pytest.raises(RuntimeError):
+        with _ShapeValidation(*_shapes_input()) as validation:
+            child = validation._child
+            raise RuntimeError("the reasoning failed")
+    assert child is not None
+    with pytest.raises(ChildProcessError):  # stopped and reaped: no such child any more
+        os.waitpid(child, os.WNOHANG)

@@ -127,14 +127,23 @@ def _rdflib_term(term):
     return Literal(term.value, datatype=None if term.datatype == _XSD_STRING else URIRef(term.datatype.value))
 
 
-def _parse_turtle(path: Path) -> Graph:
-    """Parse strictly, once: Oxigraph rejects what other tools would reject and counts lines exactly."""
+def _parse_turtle(path: Path, terms: dict) -> list:
+    """Parse strictly, once: Oxigraph rejects what other tools would reject and counts lines exactly.
+
+    ``terms`` keeps the rdflib term made for each Oxigraph one, to be reused by every file."""
     _check_size(path)
-    graph = Graph(store="SimpleMemory")
+
+    def term(oxigraph_term):
+        rdflib_term = terms.get(oxigraph_term)
+        if rdflib_term is None:
+            rdflib_term = terms[oxigraph_term] = _rdflib_term(oxigraph_term)
+        return rdflib_term
+
+    triples = []
     try:
         for quad in ox.parse(path=str(path), format=ox.RdfFormat.TURTLE):
             _check_terms(path, quad)
-            graph.add((_rdflib_term(quad.subject), _rdflib_term(quad.predicate), _rdflib_term(quad.object)))
+            triples.append((term(quad.subject), term(quad.predicate), term(quad.object)))
     except SyntaxError as error:
         why = re.sub(r"^Parser error at line \d+ column \d+: | \([^()]*, line \d+\)$", "", str(error))
         raise BuildError(f"{path}:{error.lineno}: bad Turtle: {why}") from None
@@ -143,15 +152,14 @@ def _parse_turtle(path: Path) -> Graph:
                          f"{MAX_TERM_CHARS:,} characters (MAX_TERM_CHARS in cmc_kg/build.py)") from None
     except OSError as error:
         raise BuildError(f"{path}: cannot read: {error}") from None
-    if not any(isinstance(term, BNode) for triple in graph for term in triple):
-        return graph
+    if not any(isinstance(t, BNode) for triple in triples for t in triple):
+        return triples
     # Blank nodes get names derived from their content and file, so dumps are byte-identical.
-    canonical = to_canonical_graph(graph)
+    graph = Graph()
+    graph.addN((*triple, graph) for triple in triples)
     salt = hashlib.sha1(str(path.name).encode()).hexdigest()[:8]
-    renamed = Graph()
-    for triple in canonical:
-        renamed.add(tuple(BNode(f"b{salt}{t}") if isinstance(t, BNode) else t for t in triple))  # type: ignore[arg-type]
-    return renamed
+    return [tuple(BNode(f"b{salt}{t}") if isinstance(t, BNode) else t for t in triple)
+            for triple in to_canonical_graph(graph)]
 
 
 def load_sources(paths: Paths, progress: Progress = lambda _: None) -> Dataset:
@@ -162,10 +170,11 @@ def load_sources(paths: Paths, progress: Progress = lambda _: None) -> Dataset:
         _refuse_other_formats(folder)
         turtle = sorted(folder.glob("*.ttl"))
         files += [(GRAPH[folder.name], f) for f in turtle]
+    terms: dict = {}
     for name, path in files:
         progress(f"parse {path.relative_to(paths.root) if path.is_relative_to(paths.root) else path}")
         target = dataset.graph(name)
-        target.addN((*triple, target) for triple in _parse_turtle(path))
+        target.addN((*triple, target) for triple in _parse_turtle(path, terms))
     _link_graphs_to_sources(dataset, paths)
     return dataset
 

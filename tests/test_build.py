@@ -9,10 +9,11 @@ import owlrl
 import pyoxigraph as ox
 import pytest
 from rdflib import Dataset, Graph, Literal, Namespace, URIRef
+from rdflib.compare import isomorphic
 
 from cmc_kg import build as build_module
-from cmc_kg.build import (BuildError, _is_trivial, _reason, _ShapeValidation, _union, build, load_sources,
-                          run_checks)
+from cmc_kg.build import (BuildError, _is_trivial, _parse_turtle, _reason, _ShapeValidation, _union, build,
+                          load_sources, run_checks)
 from cmc_kg.namespaces import (CMC, GRAPH, ID, INFERRED_GRAPH, ONTOLOGY_GRAPH, OWL, PREFIXES, PROV, RDF, RDFS,
                                SOURCES_GRAPH, XSD)
 from cmc_kg.query import merge_default_graph, select
@@ -192,3 +193,17 @@ def test_the_validating_child_is_stopped_when_the_build_fails_first(monkeypatch)
     assert child is not None
     with pytest.raises(ChildProcessError):  # stopped and reaped: no such child any more
         os.waitpid(child, os.WNOHANG)
+
+
+def test_blank_nodes_are_named_by_their_content_and_file_name(tmp_path):
+    written = {"a": '@prefix ex: <https://example.org/> .\nex:x ex:p [ ex:q "1" ; ex:r _:n ] .\n_:n ex:s ex:y .\n',
+               "b": '@prefix ex: <https://example.org/> .\n_:m ex:s ex:y .\nex:x ex:p _:k .\n_:k ex:q "1" ; ex:r _:m .\n'}
+    parsed = []
+    for folder, text in written.items():
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "facts.ttl").write_text(text, encoding="utf-8")
+        parsed.append(_parse_turtle(tmp_path / folder / "facts.ttl", {}))
+    assert sorted(parsed[0]) == sorted(parsed[1])  # other labels, same content and file name: same names
+    graph = Graph()
+    graph.addN((*triple, graph) for triple in parsed[0])
+    assert isomorphic(graph, Graph().parse(tmp_path / "a" / "facts.ttl"))

@@ -360,14 +360,14 @@ class _SetGraph(Graph):
         return s is None or p is None or o is None or isinstance(p, PropertyPath)
 
 
-def _rule_input(asserted: Graph) -> Graph:
+def _rule_input(asserted: set) -> Graph:
     """The triples an OWL 2 RL rule can read: those of the RDF, RDFS and OWL vocabularies (types, axioms,
     sameAs, lists), those whose predicate an axiom names, and those with a typed literal (owlrl checks its
     form). Any other triple (a label, a note, a link the ontology says nothing about) can only be copied along
     owl:sameAs by eq-rep-*: _reason adds the triples of such terms when the closure equates them."""
-    named = {term for s, p, o in asserted.triples((None, None, None)) if _is_axiom(p) for term in (s, o)}
+    named = {term for s, p, o in asserted if _is_axiom(p) for term in (s, o)}
     rule_input = _SetGraph()
-    for triple in asserted.triples((None, None, None)):
+    for triple in asserted:
         s, p, o = triple
         if _is_axiom(p) or p in named or (isinstance(o, Literal) and o.datatype is not None):
             rule_input.add(triple)
@@ -383,7 +383,8 @@ def _reason(asserted: Graph) -> set:
     """
     semantics = owlrl.OWLRL_Semantics if any(asserted.triples((None, OWL.differentFrom, None))) or any(
         asserted.triples((None, RDF.type, OWL.AllDifferent))) else _Semantics
-    closure = _rule_input(asserted)
+    stated = set(asserted.triples((None, None, None)))
+    closure = _rule_input(stated)
     while True:
         owlrl.DeductiveClosure(semantics, axiomatic_triples=False, datatype_axioms=False).expand(closure)
         equated = {term for s, o in closure.subject_objects(OWL.sameAs) if s != o for term in (s, o)}
@@ -394,7 +395,6 @@ def _reason(asserted: Graph) -> set:
             break
         for triple in missing:
             closure.add(triple)
-    stated = set(asserted.triples((None, None, None)))
     return {triple for triple in closure if triple not in stated and not _is_trivial(*triple)}
 
 

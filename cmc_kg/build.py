@@ -116,8 +116,9 @@ _XSD_STRING = ox.NamedNode(str(XSD.string))
 
 
 def _rdflib_term(term):
-    """The rdflib term for an Oxigraph one, as rdflib's own Turtle parser would give it (a simple literal has no
-    datatype in rdflib, and Oxigraph writes its language tag in lower case)."""
+    """The rdflib term for an Oxigraph one. As from rdflib's own Turtle parser, a simple literal has no datatype;
+    unlike it, a language tag is in lower case (as the dump, written by Oxigraph, always had it) and
+    `"x"^^xsd:string` is the simple literal "x" (one term in RDF 1.1; graph/ and the ontology write neither)."""
     if isinstance(term, ox.NamedNode):
         return URIRef(term.value)
     if isinstance(term, ox.BlankNode):
@@ -287,6 +288,7 @@ class _Terms:
         return getattr(self._vocabulary, name)
 
 
+# For owlrl wherever it runs in this process: the same terms, found faster.
 owlrl.OWLRL.OWL, owlrl.OWLRL.RDF, owlrl.OWLRL.RDFS = (_Terms(owlrl.OWLRL.OWL), _Terms(owlrl.OWLRL.RDF),
                                                       _Terms(owlrl.OWLRL.RDFS))
 
@@ -377,9 +379,10 @@ def _rule_input(asserted: set) -> Graph:
 def _reason(asserted: Graph) -> set:
     """OWL 2 RL closure of the asserted triples (ontology and data), minus what was asserted and what is trivial.
 
-    owlrl is given only what its rules can read (_rule_input; about three quarters of the triples) and no
-    reflexive sameAs (_Semantics): the same inferred triples as the closure of everything, which
-    tests/test_build.py checks, in a fraction of the time.
+    owlrl is given only what its rules can read (_rule_input; about three quarters of the triples), in a graph
+    that answers membership from a set (_SetGraph), and neither derives reflexive sameAs nor calls its rules
+    for triples that fire none (_Semantics): the same inferred triples as the closure of everything, which
+    tests/test_build.py checks, in about a sixth of the time.
     """
     semantics = owlrl.OWLRL_Semantics if any(asserted.triples((None, OWL.differentFrom, None))) or any(
         asserted.triples((None, RDF.type, OWL.AllDifferent))) else _Semantics

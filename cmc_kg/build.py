@@ -208,6 +208,15 @@ def _union(dataset: Dataset) -> Dataset:
     return Dataset(store=dataset.store, default_union=True)
 
 
+def _one_thread() -> bool:
+    """Whether this process runs a single thread, counted by the system where it shows them (/proc), so that
+    threads started by C or Rust libraries count too."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return threading.active_count() == 1
+
+
 class _ShapeValidation:
     """SHACL validation beside the reasoning: both read the same asserted triples and take about as long.
 
@@ -221,7 +230,7 @@ class _ShapeValidation:
         self.asserted, self.shapes = asserted, shapes
         self.cpu_seconds = 0.0  # the child's, or this process's, for the validation alone
         self._child: int | None = None
-        if hasattr(os, "fork") and threading.active_count() == 1:
+        if hasattr(os, "fork") and _one_thread():
             self._fork()
 
     def _fork(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 
 import owlrl
 import pyoxigraph as ox
@@ -159,11 +160,11 @@ def _shapes_input():
 
 def test_shape_validation_in_a_child_gives_the_violations_it_gives_here(monkeypatch):
     data, shapes = _shapes_input()
-    monkeypatch.setattr(build_module.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(build_module, "_one_thread", lambda: True)
     with _ShapeValidation(data, shapes) as validation:
         assert validation._child is not None
         beside = validation.violations()
-    monkeypatch.setattr(build_module.threading, "active_count", lambda: 2)  # another thread: no fork
+    monkeypatch.setattr(build_module, "_one_thread", lambda: False)  # another thread: no fork
     with _ShapeValidation(data, shapes) as validation:
         assert validation._child is None
         here = validation.violations()
@@ -176,7 +177,7 @@ def test_a_failed_child_validation_is_run_again_here_and_raises_as_without_a_chi
     def broken(*_):
         raise ValueError("the shapes cannot be read")
 
-    monkeypatch.setattr(build_module.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(build_module, "_one_thread", lambda: True)
     monkeypatch.setattr(build_module, "validate_shapes", broken)
     with pytest.raises(ValueError, match="the shapes cannot be read"):
         with _ShapeValidation(*_shapes_input()) as validation:
@@ -185,7 +186,7 @@ def test_a_failed_child_validation_is_run_again_here_and_raises_as_without_a_chi
 
 
 def test_the_validating_child_is_stopped_when_the_build_fails_first(monkeypatch):
-    monkeypatch.setattr(build_module.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(build_module, "_one_thread", lambda: True)
     with pytest.raises(RuntimeError):
         with _ShapeValidation(*_shapes_input()) as validation:
             child = validation._child
@@ -207,3 +208,14 @@ def test_blank_nodes_are_named_by_their_content_and_file_name(tmp_path):
     graph = Graph()
     graph.addN((*triple, graph) for triple in parsed[0])
     assert isomorphic(graph, Graph().parse(tmp_path / "a" / "facts.ttl"))
+
+
+def test_no_fork_while_another_thread_runs():
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not build_module._one_thread()
+    finally:
+        release.set()
+        other.join()

@@ -219,3 +219,26 @@ def test_no_fork_while_another_thread_runs():
     finally:
         release.set()
         other.join()
+
+
+def test_reasoning_over_axioms_the_real_graph_lacks_equals_the_closure_of_everything():
+    # Blank-node restrictions and lists, inverse, transitive and symmetric properties, a property chain: the rules
+    # owlrl still runs for vocabulary triples only must give what it gives run over every triple.
+    turtle = """@prefix ex: <https://example.org/> . @prefix owl: <http://www.w3.org/2002/07/owl#> .
+    @prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+    ex:Member owl:equivalentClass [ a owl:Restriction ; owl:onProperty ex:memberOf ; owl:someValuesFrom ex:Coalition ] .
+    ex:Actor owl:unionOf ( ex:State ex:Organization ) .
+    ex:memberOf owl:inverseOf ex:hasMember ; rdfs:domain ex:Organization .
+    ex:partOf a owl:TransitiveProperty . ex:allied a owl:SymmetricProperty .
+    ex:grandMember owl:propertyChainAxiom ( ex:memberOf ex:partOf ) .
+    ex:Campaign rdfs:subClassOf [ a owl:Restriction ; owl:onProperty ex:kind ; owl:hasValue ex:campaign ] .
+    ex:cmc a ex:Coalition ; ex:partOf ex:network . ex:network ex:partOf ex:world .
+    ex:hrw ex:memberOf ex:cmc ; ex:allied ex:icbl . ex:icbl a ex:Campaign . ex:norway a ex:State ."""
+    dataset = Dataset()
+    dataset.graph(URIRef("https://example.org/data")).parse(data=turtle, format="turtle")
+    inferred = set(_reason(_union(dataset)))
+    ex = Namespace("https://example.org/")
+    assert {(ex.hrw, RDF.type, ex.Member), (ex.cmc, ex.hasMember, ex.hrw), (ex.cmc, ex.partOf, ex.world),
+            (ex.icbl, ex.allied, ex.hrw), (ex.hrw, ex.grandMember, ex.network), (ex.icbl, ex.kind, ex.campaign),
+            (ex.norway, RDF.type, ex.Actor), (ex.hrw, RDF.type, ex.Actor)} <= inferred
+    assert inferred == _closure_of_everything(dataset)

@@ -226,11 +226,12 @@ class _ShapeValidation:
     error is raised as it would be without a child.
     """
 
-    def __init__(self, asserted: Graph, shapes: Shapes):
-        self.asserted, self.shapes = asserted, shapes
+    def __init__(self, asserted: Graph, shapes: Shapes, progress: Progress = lambda _: None):
+        self.asserted, self.shapes, self.progress = asserted, shapes, progress
         self.cpu_seconds = 0.0  # the child's, or this process's, for the validation alone
         self._child: int | None = None
-        if hasattr(os, "fork") and _one_thread():
+        self.forked = hasattr(os, "fork") and _one_thread()
+        if self.forked:
             self._fork()
 
     def _fork(self) -> None:
@@ -259,6 +260,7 @@ class _ShapeValidation:
             if status == 0:
                 self.cpu_seconds = usage.ru_utime + usage.ru_stime
                 return [Violation(**fields) for fields in json.loads(answer)]
+        self.progress("validate with SHACL shapes")
         started = time.process_time()
         violations = validate_shapes(self.asserted, self.shapes)
         self.cpu_seconds = time.process_time() - started
@@ -464,10 +466,9 @@ def build(paths: Paths = Paths(), progress: Progress = lambda _: None, write: bo
     progress("parse ontology and graph/")
     dataset = load_sources(paths, progress)
     step("parse")
-    progress("validate with SHACL shapes, beside the reasoning")
     asserted = _union(dataset)  # read before the inferred graph is filled
-    with _ShapeValidation(asserted, load_shapes(paths.shapes_dir)) as validation:
-        progress("reason (OWL 2 RL, owlrl)")
+    with _ShapeValidation(asserted, load_shapes(paths.shapes_dir), progress) as validation:
+        progress(f"reason (OWL 2 RL, owlrl){', and validate with SHACL shapes beside it' if validation.forked else ''}")
         inferred = _reason(asserted)
         step("reason")
         violations = validation.violations()

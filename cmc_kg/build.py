@@ -477,7 +477,7 @@ def build(paths: Paths = Paths(), progress: Progress = lambda _: None, write: bo
         shown = "\n  ".join(str(v) for v in violations[:50])
         more = f"\n  … and {len(violations) - 50} more" if len(violations) > 50 else ""
         raise BuildError(f"SHACL validation failed with {len(violations)} violation(s):\n  {shown}{more}")
-    target = dataset.graph(INFERRED_GRAPH)
+    target = dataset.graph(INFERRED_GRAPH)  # only now: until validated, the union view must hold asserted triples
     target.addN((*triple, target) for triple in inferred)
     progress("run consistency checks")
     store = _oxigraph_store(dataset)

@@ -29,7 +29,8 @@ def build_command(settings):
     report = run_build(settings.paths(), write=True)
     click.echo(f"built {report.dump_file}: {report.asserted_triples} asserted + {report.inferred_triples} inferred "
                f"triples over the named graphs, {report.distinct_triples} distinct in the merged default graph "
-               f"(a fact from two sources counts once there) in {sum(report.seconds_per_step.values()):.1f}s "
+               f"(a fact from two sources counts once there) in {sum(report.seconds_per_step.values()):.1f}s, "
+               f"CPU {sum(report.cpu_seconds_per_step.values()):.1f}s "
                f"({', '.join(f'{k} {v:.1f}s' for k, v in report.seconds_per_step.items())})")
 
 

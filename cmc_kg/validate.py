@@ -1,6 +1,6 @@
 """SHACL validation of the asserted graph against ontology/shapes/, with violations a person can act on.
 
-The ontology is validated together with the data (on a copy: the curated graphs stay as they are) so that
+The ontology is validated together with the data (both read, never added to) so that
 its subclass axioms and its own individuals (roles, kinds, measures) are known to the shapes; SHACL
 follows rdfs:subClassOf by itself. No RDFS inference is run first: it would type every object of a
 property with the property's range, and every sh:class check would then pass. Each violation names the
@@ -57,10 +57,11 @@ def load_shapes(shapes_dir: Path) -> Shapes:
     return Shapes(graph, files)
 
 
-def validate_shapes(data: Graph, shapes: Shapes, ontology: Graph) -> list[Violation]:
-    """Validate ``data``; return its violations, sorted, or an empty list when it conforms."""
-    conforms, results, _ = validate(data + ontology, shacl_graph=shapes.graph, inference="none",
-                                    abort_on_first=False, allow_warnings=False)
+def validate_shapes(data: Graph, shapes: Shapes, ontology: Graph | None = None) -> list[Violation]:
+    """Validate ``data``, with ``ontology`` if it is not already in it; return the violations, sorted, or an empty
+    list when it conforms. ``data`` is read, not changed."""
+    conforms, results, _ = validate(data if ontology is None else data + ontology, shacl_graph=shapes.graph,
+                                    inference="none", abort_on_first=False, allow_warnings=False)
     if conforms:
         return []
     names = shapes.graph.namespace_manager

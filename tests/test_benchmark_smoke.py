@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 import sys
 
 import pytest
@@ -65,3 +66,14 @@ def test_generated_graph_is_deterministic_and_cmc_shaped(benchmark, tmp_path):
     for needle in (f"<{ID}action/ccm/", f"<{ID}country/LTU>", f"<{INFERRED_GRAPH}>", f"<{GRAPH}sources>",
                    f"<{PREFIXES['cmc']}ConsentToBeBound>"):
         assert needle in text, needle
+
+
+@pytest.mark.slow  # a build of its own
+def test_build_time_prints_each_step_in_cpu_and_wall_seconds(capsys):
+    spec = importlib.util.spec_from_file_location("cmc_kg_build_time", REPO_ROOT / "benchmarks" / "build_time.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--runs", "1", "--no-command"]) == 0
+    printed = capsys.readouterr().out
+    for step in ("parse", "reason", "shacl", "checks", "write", "total"):
+        assert re.search(rf"^{step}( +\d+\.\d\d){{4}}$", printed, re.MULTILINE), (step, printed)

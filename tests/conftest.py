@@ -5,7 +5,10 @@ real `cmc-kg serve` on loopback; Debian's Chromium. Markers (declared in pyproje
 
 from __future__ import annotations
 
+import fcntl
 import http.client
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -14,12 +17,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
 
-from cmc_kg.build import build
+from cmc_kg.build import BuildReport, build
 from cmc_kg.query import open_store
 from cmc_kg.settings import REPO_ROOT, Paths
 
@@ -35,10 +38,20 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory) -> tuple[Paths, object]:
-    """The repository's graph built into a temporary build folder: (settings, build report)."""
-    settings = Paths(build_dir=tmp_path_factory.mktemp("build"))
-    return settings, build(settings)
+def built(tmp_path_factory) -> tuple[Paths, BuildReport]:
+    """The repository's graph built into a temporary build folder: (settings, build report). Built once per
+    test run: under pytest-xdist the first worker to get here builds it in the run's shared temporary folder,
+    the others wait for it and read its report."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # pytest-of-USER/pytest-N, the parent of every worker's own folder
+    settings = Paths(build_dir=shared / "session-build")
+    with open(shared / "session-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if the build fails
+        if settings.report_file.exists():
+            saved = json.loads(settings.report_file.read_text(encoding="utf-8"))
+            return settings, BuildReport(**{f.name: saved[f.name] for f in fields(BuildReport)})
+        return settings, build(settings)
 
 
 @pytest.fixture(scope="session")

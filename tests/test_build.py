@@ -101,6 +101,7 @@ def _closure_of_everything(dataset) -> set:
     return {triple for triple in closure if triple not in asserted and not _is_trivial(*triple)}
 
 
+@pytest.mark.slow  # plain owlrl over every asserted triple: about 30 s
 def test_reasoning_gives_the_same_inferred_triples_as_the_closure_of_everything():
     dataset = load_sources(Paths())
     slow = _closure_of_everything(dataset)

@@ -63,9 +63,10 @@ def setup_test_programs() -> None:
 
 
 # pytest-xdist: two workers, each given whole files, so that a file's module-scoped servers start once; much of
-# the suite waits on servers and builds in other processes. The graph is still built once (tests/conftest.py).
-# Options given to `test` come after these and win (`-n 0`: one process).
-PYTEST_WORKERS = ["-n", "2", "--dist", "loadfile"]
+# the suite waits on servers and builds in other processes. Files are taken in the order tests/conftest.py gives
+# them: those that need no build first, while the build (once per run) is under way. Options given to `test` come
+# after these and win (`-n 0`: one process).
+PYTEST_WORKERS = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
 
 
 def lint() -> int:

@@ -1,7 +1,7 @@
-"""Shared fixtures: one real build of the repository's graph per test session, in a temporary folder; the
-server over it either in this process (the Flask app and its test client: no port, no worker process) or as a
-real `cmc-kg serve` on loopback; Debian's Chromium. Markers (declared in pyproject.toml): `browser` and
-`system` tests count as `slow` too, so `-m "not slow"` is the fast subset."""
+"""Shared fixtures: one real build of the repository's graph per test run (shared by pytest-xdist workers), in a
+temporary folder; the server over it either in this process (the Flask app and its test client: no port, no worker
+process) or as a real `cmc-kg serve` on loopback; Debian's Chromium. Markers (declared in pyproject.toml): `browser`
+and `system` tests count as `slow` too, so `-m "not slow"` is the fast subset."""
 
 from __future__ import annotations
 

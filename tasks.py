@@ -62,6 +62,13 @@ def setup_test_programs() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, stdout=subprocess.DEVNULL, env=env)
 
 
+# pytest-xdist: two workers, each given whole files, so that a file's module-scoped servers start once; much of
+# the suite waits on servers and builds in other processes. Files are taken in the order tests/conftest.py gives
+# them: those that need no build first, while the build (once per run) is under way. Options given to `test` come
+# after these and win (`-n 0`: one process).
+PYTEST_WORKERS = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
+
+
 def lint() -> int:
     """ruff, then mypy, as configured in pyproject.toml; the first that finds something ends the run."""
     for command in (["ruff", "check", "."], ["mypy"]):
@@ -101,7 +108,8 @@ def main(argv: list[str]) -> int:
         return lint()
     if command == "test":
         setup_test_programs()
-        return lint() or subprocess.run([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT).returncode
+        return lint() or subprocess.run([str(BIN / "python"), "-m", "pytest", *PYTEST_WORKERS, *rest],
+                                      cwd=ROOT).returncode
     return 0
 
 

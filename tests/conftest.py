@@ -1,11 +1,14 @@
-"""Shared fixtures: one real build of the repository's graph per test session, in a temporary folder; the
-server over it either in this process (the Flask app and its test client: no port, no worker process) or as a
-real `cmc-kg serve` on loopback; Debian's Chromium. Markers (declared in pyproject.toml): `browser` and
-`system` tests count as `slow` too, so `-m "not slow"` is the fast subset."""
+"""Shared fixtures: one real build of the repository's graph per test run (shared by pytest-xdist workers), in a
+temporary folder; the server over it either in this process (the Flask app and its test client: no port, no worker
+process) or as a real `cmc-kg serve` on loopback; Debian's Chromium. Markers (declared in pyproject.toml): `browser`
+and `system` tests count as `slow` too, so `-m "not slow"` is the fast subset."""
 
 from __future__ import annotations
 
+import fcntl
 import http.client
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -14,31 +17,83 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
 
-from cmc_kg.build import build
+from cmc_kg.build import BuildReport, build
 from cmc_kg.query import open_store
 from cmc_kg.settings import REPO_ROOT, Paths
 
 
 def pytest_collection_modifyitems(items):
     """A test that uses Chromium is a browser test; browser and system tests are slow, so `-m "not slow"` leaves
-    them out without each saying so twice."""
+    them out without each saying so twice. Tests that need no build run first: under pytest-xdist they keep
+    both workers busy while the build runs (see pytest_collection_finish)."""
     for item in items:
         if "browser" in item.fixturenames and not item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.browser)
         if item.get_closest_marker("browser") or item.get_closest_marker("system"):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: "built" in item.fixturenames)
+
+
+def _shared_folder(tmp_path_factory) -> Path:
+    """This run's temporary folder, the same for every pytest-xdist worker (each has its own below it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def session_build(shared: Path, announce: bool = False) -> tuple[Paths, BuildReport]:
+    """The repository's graph built into ``shared``/session-build, or read from there if a process of this run
+    built it already: a lock makes the others wait for the one that builds. ``announce``: print a line once the
+    lock is held."""
+    settings = Paths(build_dir=Path(shared) / "session-build")
+    with open(Path(shared) / "session-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if the build fails
+        if announce:
+            print("locked", flush=True)
+        if settings.report_file.exists():
+            saved = json.loads(settings.report_file.read_text(encoding="utf-8"))
+            return settings, BuildReport(**{f.name: saved[f.name] for f in fields(BuildReport)})
+        return settings, build(settings)
+
+
+EARLY_BUILD: list[subprocess.Popen] = []
+
+
+def pytest_collection_finish(session):
+    """Under pytest-xdist, the first worker to have collected tests that need the build starts it in a process
+    of its own, and both workers run the tests that need none meanwhile (if it fails, the first test that needs
+    it builds again and reports the error)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not any("built" in item.fixturenames for item in session.items):
+        return
+    shared = _shared_folder(session.config._tmp_path_factory)
+    try:
+        (shared / "session-build.started").touch(exist_ok=False)
+    except FileExistsError:
+        return  # the other worker started it
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys, conftest; conftest.session_build(sys.argv[1], announce=True)", str(shared)],
+        cwd=Path(__file__).parent, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process.stdout.readline()  # it holds the lock (or has failed): a test that needs the build now waits for it
+    EARLY_BUILD.append(process)
+
+
+def pytest_unconfigure(config):
+    for process in EARLY_BUILD:
+        try:
+            process.wait(timeout=600)  # the other worker may still be waiting for it
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory) -> tuple[Paths, object]:
-    """The repository's graph built into a temporary build folder: (settings, build report)."""
-    settings = Paths(build_dir=tmp_path_factory.mktemp("build"))
-    return settings, build(settings)
+def built(tmp_path_factory) -> tuple[Paths, BuildReport]:
+    """The repository's graph built into a temporary build folder, once per test run: (settings, build report)."""
+    return session_build(_shared_folder(tmp_path_factory))
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,7 @@ def test_a_build_has_no_changes_from_itself(built):
     assert "No changes." in to_markdown([], "a", "b")
 
 
+@pytest.mark.slow  # a build of its own (changed_build)
 def test_changed_pages_give_exactly_their_changes(changes):
     action, note, source = PREFIXES["action"], PREFIXES["note"], PREFIXES["source"]
     assert [(c.kind, c.subject) for c in changes] == [
@@ -62,6 +63,7 @@ def test_changed_pages_give_exactly_their_changes(changes):
     assert "2026-08-06" in changes[1].text
 
 
+@pytest.mark.slow  # a build of its own (changed_build)
 def test_markdown_groups_the_changes_for_a_changelog(changes):
     text = to_markdown(changes, "2026.02", "2026.03")
     assert text.startswith("# Changes from 2026.02 to 2026.03\n")
@@ -69,6 +71,7 @@ def test_markdown_groups_the_changes_for_a_changelog(changes):
     assert "## Withdrawals notified (1)" in text and "## States that became signatories" not in text
 
 
+@pytest.mark.slow  # a build of its own (changed_build)
 def test_rdf_changes_conform_to_the_shape_and_can_be_queried(changes):
     graph = to_rdf(changes, "2026.02", "2026.03")
     settings = Paths()
@@ -81,6 +84,7 @@ def test_rdf_changes_conform_to_the_shape_and_can_be_queried(changes):
     assert [row["state"].value for row in rows] == [f"{PREFIXES['country']}FIN"]
 
 
+@pytest.mark.slow  # a build of its own (changed_build)
 def test_diff_command_writes_markdown_and_rdf(built, changed_build, tmp_path):
     result = subprocess.run([sys.executable, "-m", "cmc_kg.cli", "diff", str(built[0].build_dir),
                              str(changed_build.dump_file), "--rdf", str(tmp_path / "changes.ttl")],
@@ -93,6 +97,7 @@ def test_diff_command_writes_markdown_and_rdf(built, changed_build, tmp_path):
     assert missing.returncode != 0 and "holds no cmc-kg.nq" in missing.stderr
 
 
+@pytest.mark.system  # a build of its own (changed_build) and a `cmc-kg serve`
 def test_release_records_its_sources_and_changes_and_the_server_shows_them(built, changed_build, tmp_path):
     """Release 2026.02 of the repository's build, then 2026.03 of the changed build: release.json, checksums,
     CHANGES.md beside the dump; /dumps/ names the release, the entity page of the new party says what changed."""

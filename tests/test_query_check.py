@@ -92,7 +92,7 @@ def _oxigraph_calls(store: ox.Store, listener: Listener, text: str) -> bool | No
         return None
     except (OSError, RuntimeError):  # the listener closes at once; an unbound SERVICE variable
         pass
-    time.sleep(0.01)  # Oxigraph has connected (or failed to) by the time it answers; let the listener count it
+    # No wait needed: a SERVICE call ends only when the listener closes the connection, which it counts first.
     return listener.connections > before
 
 

@@ -25,6 +25,8 @@ from cmc_kg.settings import REPO_ROOT
 
 from conftest import free_port, start_server, stop_server
 
+pytestmark = pytest.mark.system  # nginx in front of three `cmc-kg serve`
+
 RECIPE = REPO_ROOT / "deploy" / "nginx" / "cmc-kg.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REPLICAS = 3

@@ -517,7 +517,8 @@ class Engine:
     def _spawner(self) -> None:
         while True:
             job = self._spawns.get()
-            if job is None:
+            if job is None:  # close() asked; the dump is closed here, after any start in progress has read it
+                self._dump.close()
                 return
             done, outcome = job
             try:
@@ -722,7 +723,6 @@ class Engine:
         for worker in workers:
             worker.stop()
         self._spawns.put(None)
-        self._dump.close()
 
     def retire(self) -> None:
         """Close in the background once the queries in flight are answered (at most the time limit)."""

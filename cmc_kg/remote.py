@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import netrc
 import os
@@ -209,6 +210,9 @@ class RemoteEngine:
         if pushed and str(MERGED_GRAPH) in build_graphs:   # push found the engine's default graph to be the union
             self._dataset = (("default-graph-uri", str(MERGED_GRAPH)),
                              *(("named-graph-uri", g) for g in sorted(build_graphs - {str(MERGED_GRAPH)})))
+            # Virtuoso answers with one header per graph of the dataset (X-SPARQL-named-graph), more than the
+            # standard library's limit of 100 headers once the build has 100 graphs: raise it for this dataset
+            http.client._MAXHEADERS = max(http.client._MAXHEADERS, len(self._dataset) + 100)  # type: ignore[attr-defined]
         self.triples = self._count()
         if pushed:
             self.graphs = frozenset(build_graphs - {str(MERGED_GRAPH)})

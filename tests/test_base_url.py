@@ -65,13 +65,15 @@ def test_host_header_changes_no_answer(server, published, path, host):
         assert status == 200 or host not in ("evil.example", "evil.example:8443", "evil.example:notaport")
         if status != 200:
             continue
-        assert b"evil" not in body and b"http:///" not in body and "é".encode() not in body
+        _, _, plain = with_host(live.url, path, urllib.parse.urlsplit(live.url).netloc)
+        # the data may hold these words itself (a source's title): the hostile Host adds none of them
+        for marker in (b"evil", b"http:///", "é".encode()):
+            assert body.count(marker) == plain.count(marker), marker
         graph = Graph().parse(data=body, format="turtle")
         got, expected = PAGES[path](graph, base)
         assert got == expected
         own = {u for u in urls_in(body) if u.startswith(("http://127.0.0.1", "https://cmc.example.org"))}
         assert own and all(u.startswith(base + "/") for u in own), own
-        _, _, plain = with_host(live.url, path, urllib.parse.urlsplit(live.url).netloc)
         assert isomorphic(graph, Graph().parse(data=plain, format="turtle"))
         assert headers["X-Content-Type-Options"] == "nosniff"
 

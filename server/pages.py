@@ -149,7 +149,12 @@ _SPECIAL_GRAPHS = {str(INFERRED_GRAPH): ("inferred", "entailed by OWL 2 RL reaso
 
 
 def graph_catalogue(state: State) -> dict[str, dict]:
-    """Every named graph: triple count, source IRI, key and title (from the registry); cached per build."""
+    """Every named graph: triple count, source IRI, key and title (from the registry); read once per build.
+    Callers must not change what it returns."""
+    return state.per_build("graph catalogue", lambda: _read_graph_catalogue(state))
+
+
+def _read_graph_catalogue(state: State) -> dict[str, dict]:
     graphs: dict[str, dict] = {}
     for row in state.select(internal_query("graph-sizes")):
         g = row["g"]["value"]

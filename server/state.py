@@ -9,6 +9,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 
 from flask import current_app, has_request_context, request as http_request
 
@@ -21,6 +22,8 @@ from cmc_kg.settings import Settings, Paths
 from .admission import Admission
 
 __all__ = ["State"]
+
+T = TypeVar("T")
 
 
 class _Cache:
@@ -70,7 +73,7 @@ class State:
     cache: _Cache = field(repr=False)
     reloads: int = 0
     reload_error: str = ""
-    _quads: tuple[str, int] = ("", 0)
+    _per_build: dict[str, tuple[str, object]] = field(default_factory=dict, repr=False)
     admission: Admission = field(default_factory=Admission.disabled, repr=False)
 
     @classmethod
@@ -118,13 +121,19 @@ class State:
             return answer, False
         raise EngineBusy("the server is switching to a new build; try again")
 
-    def quads(self) -> int:
-        """Triples over all named graphs (a fact from two sources counts twice), counted once per build."""
+    def per_build(self, name: str, compute: Callable[[], T]) -> T:
+        """``compute()``, run once per build: facts every page shows (graph sizes, sources) that only a new build
+        changes. Two threads may both compute it at a switch; either answer is the build's."""
         build = self.build_id
-        if self._quads[0] != build:
-            rows = self.select(internal_query("quads"))
-            self._quads = (build, int(rows[0]["n"]["value"]))
-        return self._quads[1]
+        held = self._per_build.get(name)
+        if held is None or held[0] != build:
+            held = (build, compute())
+            self._per_build[name] = held
+        return held[1]  # type: ignore[return-value]
+
+    def quads(self) -> int:
+        """Triples over all named graphs (a fact from two sources counts twice)."""
+        return self.per_build("quads", lambda: int(self.select(internal_query("quads"))[0]["n"]["value"]))
 
     def etag(self, request: QueryRequest) -> str:
         return hashlib.sha1(repr((self.build_id, request)).encode("utf-8")).hexdigest()

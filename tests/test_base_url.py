@@ -8,9 +8,9 @@ import http.client
 import re
 import urllib.parse
 
+import pyoxigraph as ox
 import pytest
 from rdflib import Graph, URIRef
-from rdflib.compare import isomorphic
 
 from cmc_kg.namespaces import SD, VOID
 from cmc_kg.settings import Settings
@@ -36,6 +36,16 @@ def with_host(url: str, path: str, host: str, accept: str = "text/turtle") -> tu
         return response.status, dict(response.getheaders()), response.read()
     finally:
         connection.close()
+
+
+def same_graph(left: bytes, right: bytes) -> bool:
+    """Whether two Turtle documents hold the same triples up to blank-node names (Oxigraph's canonical form:
+    rdflib's isomorphism test takes seconds on a service description's blank nodes)."""
+    def canonical(data: bytes) -> set:
+        dataset = ox.Dataset(ox.parse(data, ox.RdfFormat.TURTLE))
+        dataset.canonicalize(ox.CanonicalizationAlgorithm.UNSTABLE)
+        return set(dataset)
+    return canonical(left) == canonical(right)
 
 
 def urls_in(body: bytes) -> set[str]:
@@ -74,7 +84,7 @@ def test_host_header_changes_no_answer(server, published, path, host):
         assert got == expected
         own = {u for u in urls_in(body) if u.startswith(("http://127.0.0.1", "https://cmc.example.org"))}
         assert own and all(u.startswith(base + "/") for u in own), own
-        assert isomorphic(graph, Graph().parse(data=plain, format="turtle"))
+        assert same_graph(body, plain)
         assert headers["X-Content-Type-Options"] == "nosniff"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -20,7 +21,8 @@ import pytest
 from cmc_kg.build import BuildError, build
 from cmc_kg.contract import QueryRequest, WorkerDied
 from cmc_kg.engine import Engine
-from cmc_kg.namespaces import PREFIXES, RDFS
+from cmc_kg.namespaces import GRAPH, PREFIXES, RDFS
+from cmc_kg.server.pages import local_path
 from cmc_kg.settings import Paths
 
 from conftest import start_server, stop_server
@@ -160,6 +162,16 @@ class Load:
         return self.statuses
 
 
+SEED_GRAPH = f"{GRAPH}seed-000"
+
+
+def _shown_size(url: str, graph: str) -> int:
+    """The number of triples a graph's page shows."""
+    request = urllib.request.Request(url + local_path(graph), headers={"Accept": "text/html"})
+    page = urllib.request.urlopen(request, timeout=30).read().decode("utf-8")
+    return int(re.search(r"<strong>([0-9,]+)</strong> triples", page).group(1).replace(",", ""))
+
+
 def test_failed_builds_keep_the_last_good_one_and_a_good_build_is_picked_up(built, repo_copy, tmp_path):
     build_dir = tmp_path / "served"
     shutil.copytree(built[0].build_dir, build_dir)
@@ -214,6 +226,7 @@ def test_failed_builds_keep_the_last_good_one_and_a_good_build_is_picked_up(buil
         assert _ask(live.url, CHEAP)[0] == 200 and _health(live.url)["build"] == first
 
         # A good build with one new fact is served without a restart.
+        old_seed_size = _shown_size(live.url, SEED_GRAPH)
         (seed / "marker.ttl").write_text(
             f'<{PREFIXES["country"]}FRA> <{RDFS.comment}> "picked up without a restart"@en .\n', encoding="utf-8")
         report = build(settings)
@@ -223,6 +236,8 @@ def test_failed_builds_keep_the_last_good_one_and_a_good_build_is_picked_up(buil
         assert _health(live.url)["build"] == report.dump_sha256
         status, body = _ask(live.url, "SELECT ?c WHERE { country:FRA rdfs:comment ?c }")
         assert status == 200 and b"picked up without a restart" in body
+        # Pages read what they keep per build (graph sizes) anew: the seed's graph page counts the new fact.
+        assert _shown_size(live.url, SEED_GRAPH) == report.triples_per_graph[SEED_GRAPH] == old_seed_size + 1
         # The old engine's workers are stopped once their queries are answered (two workers and the quick lane remain).
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and len(soak.worker_pids(live.process.pid)) != 3:

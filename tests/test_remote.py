@@ -251,6 +251,9 @@ VIRTUOSO_DIFFERS = {
     "42-whole-list-changes.rq": "no answer within the 60 s time limit (EXISTS in BIND over the records; the "
                                 "embedded store answers in about 20 ms)",
 }
+# Not sent: each run would wait out the whole time limit for the answer Virtuoso was seen not to give.
+VIRTUOSO_UNANSWERED = {"42-whole-list-changes.rq"}
+assert VIRTUOSO_UNANSWERED <= set(VIRTUOSO_DIFFERS)
 
 
 def test_serve_over_virtuoso_answers_every_example_like_the_embedded_store(built, store, server, virtuoso):
@@ -268,6 +271,8 @@ def test_serve_over_virtuoso_answers_every_example_like_the_embedded_store(built
         assert (health["build"], health["triples"]) == (embedded["build"], embedded["triples"])
         differ = {}
         for example in example_queries():
+            if example.path.name in VIRTUOSO_UNANSWERED:
+                continue
             try:
                 remote, embedded_rows = _served_answers(live.url, example), _embedded_answers(server, example)
                 if remote != embedded_rows:

@@ -114,10 +114,10 @@ def main(argv: list[str]) -> int:
             return failed
         if any(arg in ("-m", "-n") or arg.startswith(("-m", "-n")) for arg in rest):
             return subprocess.run([*pytest, *PYTEST_WORKERS, *rest], cwd=ROOT).returncode
-        # The whole suite: the system tests (real servers under load, fairness, signals) run alone afterwards, since
-        # a second pytest process beside them makes their load-bound checks fail on a busy 2-core machine.
-        parallel = subprocess.run([*pytest, *PYTEST_WORKERS, "-m", "not system", *rest], cwd=ROOT).returncode
-        alone = subprocess.run([*pytest, "-m", "system", *rest], cwd=ROOT).returncode
+        # The whole suite: the tests marked `alone` (fairness under load, shutdown of a busy server) run afterwards in
+        # one process, since a second pytest process beside them makes their load-bound checks fail on 2 cores.
+        parallel = subprocess.run([*pytest, *PYTEST_WORKERS, "-m", "not alone", *rest], cwd=ROOT).returncode
+        alone = subprocess.run([*pytest, "-m", "alone", *rest], cwd=ROOT).returncode
         return parallel or alone
     return 0
 

@@ -28,15 +28,21 @@ from cmc_kg.settings import REPO_ROOT, Paths
 
 
 def pytest_collection_modifyitems(items):
-    """A test that uses Chromium is a browser test; browser and system tests are slow, so `-m "not slow"` leaves
-    them out without each saying so twice. Tests that need no build run first: under pytest-xdist they keep
-    both workers busy while the build runs (see pytest_collection_finish)."""
+    """A test that uses Chromium is a browser test; an `alone` test is a system test; browser and system tests are
+    slow, so `-m "not slow"` leaves them out without each saying so twice.
+
+    Order, which pytest-xdist's workers take whole files in: tests that need no build first, so that they keep both
+    workers busy while the build runs (see pytest_collection_finish); then the files that start real servers,
+    which are the longest, so that no long file is left to run alone at the end."""
     for item in items:
         if "browser" in item.fixturenames and not item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.browser)
+        if item.get_closest_marker("alone") and not item.get_closest_marker("system"):
+            item.add_marker(pytest.mark.system)
         if item.get_closest_marker("browser") or item.get_closest_marker("system"):
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: "built" in item.fixturenames)
+    with_servers = {item.path for item in items if item.get_closest_marker("system")}
+    items.sort(key=lambda item: ("built" in item.fixturenames, item.path not in with_servers))
 
 
 def _shared_folder(tmp_path_factory) -> Path:

@@ -27,8 +27,8 @@ def benchmark():
 @pytest.mark.system
 def test_benchmark_core_on_the_real_build(benchmark, built, tmp_path):
     lines: list[str] = []
-    result = benchmark.run_graph("real", built[0].build_dir, tmp_path, duration=0.3, concurrencies=[1, 2],
-                                 cache_modes=["off"], examples=True, example_duration=0.1, warmup=0.02,
+    result = benchmark.run_graph("real", built[0].build_dir, tmp_path, duration=0.15, concurrencies=[1, 2],
+                                 cache_modes=["off"], examples=True, example_duration=0.05, warmup=0.02,
                                  say=lines.append)
     mix = [q.name for q in benchmark.mix_queries()]
     assert len(mix) >= 10

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import Mapping
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -22,7 +23,7 @@ from . import safety
 from .safety import QueryError
 from .settings import Paths
 
-__all__ = ["PREFIX_MAP", "QueryError", "internal_query", "set_values", "iri_ref", "writable_iri", "dataset_options", "load_store", "asserted_view", "merge_default_graph", "default_graph_size", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
+__all__ = ["PREFIX_MAP", "prologue", "QueryError", "internal_query", "set_values", "iri_ref", "writable_iri", "dataset_options", "load_store", "asserted_view", "merge_default_graph", "default_graph_size", "Rows", "open_store", "run_query", "select", "format_rows", "example_queries",
            "ExampleQuery"]
 
 PREFIX_MAP = {prefix: str(ns) for prefix, ns in PREFIXES.items()}
@@ -141,6 +142,11 @@ def dataset_options(default_graphs: tuple[str, ...] | None = None,
     if named_graphs is not None:
         options["named_graphs"] = [ox.NamedNode(g) for g in named_graphs]
     return options
+
+
+def prologue(prefixes: Mapping[str, str] = PREFIX_MAP) -> str:
+    """PREFIX lines to put before a query sent to an engine that does not predefine these prefixes."""
+    return "".join(f"PREFIX {prefix}: <{namespace}>\n" for prefix, namespace in prefixes.items())
 
 
 _PREFIX_NAMES = [(prefix + ":", prefix, namespace) for prefix, namespace in PREFIX_MAP.items()]

@@ -28,7 +28,7 @@ import pyoxigraph as ox
 from .contract import Answer, AnswerTooLarge, NotAcceptable, QueryPolicy, QueryRequest, QueryTimeout
 from .formats import RDF_FORMATS, RESULT_FORMATS, write_boolean, write_solutions, write_triples
 from .namespaces import DCTERMS, GRAPH, MERGED_GRAPH, PUSH_GRAPH
-from .query import PREFIX_MAP, QueryError, internal_query, load_store, set_values
+from .query import PREFIX_MAP, QueryError, internal_query, load_store, prologue, set_values
 from .safety import check_query
 from .settings import PUSH_PASSWORD_VARIABLE, PUSH_USER_VARIABLE
 
@@ -166,11 +166,6 @@ def _words(body: bytes) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", body.decode("utf-8", "replace"))).strip()[:500]
 
 
-def _prologue() -> str:
-    """PREFIX lines for the project's prefixes, which other engines do not predefine."""
-    return "".join(f"PREFIX {prefix}: <{namespace}>\n" for prefix, namespace in PREFIX_MAP.items())
-
-
 def _unshift_lines(message: str, shift: int) -> str:
     """Make a parser's 'line:column' count from the user's query, not from the PREFIX lines put before it.
 
@@ -223,7 +218,7 @@ class RemoteEngine:
         self.build_id = self.loaded = pushed or f"{endpoint}#{self.triples}"
 
     def _marker(self) -> tuple[str | None, frozenset[str]]:
-        rows = self._client.select(self.endpoint, _prologue() + internal_query("push-marker"))
+        rows = self._client.select(self.endpoint, prologue() + internal_query("push-marker"))
         builds = {row["build"]["value"] for row in rows}
         return (builds.pop() if len(builds) == 1 else None), frozenset(r["graph"]["value"] for r in rows if "graph" in r)
 
@@ -246,7 +241,7 @@ class RemoteEngine:
                                 deadline=time.monotonic() + self.timeout)
         except TimeoutError:
             raise QueryTimeout(f"checking the query took longer than the limit of {self.timeout:g} s") from None
-        fields = [("query", _prologue() + request.text)]
+        fields = [("query", prologue() + request.text)]
         fields += [("default-graph-uri", g) for g in request.default_graphs or ()]
         fields += [("named-graph-uri", g) for g in request.named_graphs or ()]
         if len(fields) == 1 and not shape.datasets:
@@ -261,7 +256,7 @@ class RemoteEngine:
                 raise QueryTimeout(f"the remote engine gave no answer within {self.timeout:g} s") from None
             raise RemoteError(f"cannot reach the remote engine at {self.endpoint}: {failure}") from None
         if status == 400:
-            raise QueryError(_unshift_lines(body.decode("utf-8", "replace").strip(), _prologue().count("\n")))
+            raise QueryError(_unshift_lines(body.decode("utf-8", "replace").strip(), prologue().count("\n")))
         if status != 200:
             raise RemoteError(f"the remote engine answered {status}: {body.decode('utf-8', 'replace')[:500]}")
         media_type = mime.split(";")[0].strip()
@@ -351,7 +346,7 @@ def push(dump_file, endpoint: str, query_endpoint: str | None = None, update_end
     atomic = update_endpoint is not None
     if atomic:
         put(marker, staging + "push")
-    union = atomic and query_endpoint is not None and client.select(query_endpoint, _prologue() + set_values(
+    union = atomic and query_endpoint is not None and client.select(query_endpoint, prologue() + set_values(
         internal_query("default-graph-is-union"), ("build",), [(str(ox.Literal(build_id)),)])) != []
     if union:  # the engine's default graph is every graph it holds: the merged one is a graph of its own
         marker.append(ox.Triple(ox.NamedNode(str(PUSH_GRAPH)), ox.NamedNode(str(DCTERMS.hasPart)),

@@ -22,6 +22,7 @@ from SPARQLWrapper.SPARQLExceptions import EndPointInternalError, EndPointNotFou
 
 from .. import __version__
 from ..namespaces import ONTOLOGY, OWL, P, PQ, PS, RDFS, SDO, SKOS, WD, WDT, XSD
+from ..query import prologue
 from ..settings import Settings
 
 __all__ = ["EndpointError", "EndpointUnreachable", "WikidataClient", "default_user_agent", "PREFIX_HEADER"]
@@ -32,9 +33,9 @@ Progress = Callable[[str], None]
 WIKIDATA_SCHEMA = Namespace("http:" + str(SDO).split(":", 1)[1])
 
 # Sent with every query: generic endpoints (Oxigraph, Fuseki) do not predefine Wikidata's prefixes as WDQS does.
-PREFIX_HEADER = "".join(f"PREFIX {prefix}: <{namespace}>\n" for prefix, namespace in (
+PREFIX_HEADER = prologue({prefix: str(namespace) for prefix, namespace in (
     ("wd", WD), ("wdt", WDT), ("p", P), ("ps", PS), ("pq", PQ), ("rdfs", RDFS), ("skos", SKOS),
-    ("schema", WIKIDATA_SCHEMA), ("xsd", XSD), ("owl", OWL)))
+    ("schema", WIKIDATA_SCHEMA), ("xsd", XSD), ("owl", OWL))})
 
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
 

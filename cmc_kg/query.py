@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Mapping
 from pathlib import Path
+from typing import Mapping
 
 import pyoxigraph as ox
 

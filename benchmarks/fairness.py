@@ -59,8 +59,10 @@ def ask(url: str, text: str, source: str | None, timeout: float) -> tuple[int | 
         connection.close()
 
 
-def measure(url: str, costly_clients: int, duration: float, query_timeout: float, pause: float = 0.05) -> dict:
-    """Run the load against a server; every loop ends by ``duration`` (plus one request's time)."""
+def measure(url: str, costly_clients: int, duration: float, query_timeout: float, pause: float = 0.05,
+            after_onset: float | None = None) -> dict:
+    """Run the load against a server; every loop ends by ``duration`` (plus one request's time), or ``after_onset``
+    seconds after the onset (below) when that comes first."""
     stop = threading.Event()
     deadline = time.monotonic() + duration
     request_timeout = 2 * query_timeout + 15
@@ -97,7 +99,12 @@ def measure(url: str, costly_clients: int, duration: float, query_timeout: float
     threads.append(threading.Thread(target=cheap_client, daemon=True))
     for thread in threads:
         thread.start()
-    time.sleep(max(0.0, deadline - time.monotonic()))
+    while time.monotonic() < deadline:
+        with lock:
+            onset = max(first_stopped.values()) if len(first_stopped) == costly_clients else None
+        if after_onset is not None and onset is not None and time.monotonic() >= onset + after_onset:
+            break
+        time.sleep(0.1)
     stop.set()
     for thread in threads:
         thread.join(timeout=request_timeout + 5)

@@ -289,14 +289,17 @@ def watched_page(browser):
 OXIGRAPH = Path(sys.executable).parent / "oxigraph"
 
 
-def start_oxigraph(location: Path, data: Path | None = None) -> tuple[str, subprocess.Popen]:
-    """An Oxigraph server on a free loopback port (read-only over ``data`` when given); returns its base URL."""
+def start_oxigraph(location: Path | None, data: Path | None = None) -> tuple[str, subprocess.Popen]:
+    """An Oxigraph server on a free loopback port (read-only over ``data`` when given; in memory when ``location`` is
+    None); returns its base URL."""
     if data is not None:
+        assert location is not None, "a read-only server reads a store on disk"
         subprocess.run([str(OXIGRAPH), "load", "--location", str(location), "--file", str(data)],
                        check=True, capture_output=True, timeout=60)
     port = free_port()
     command = "serve-read-only" if data is not None else "serve"
-    process = subprocess.Popen([str(OXIGRAPH), command, "--location", str(location), "--bind", f"127.0.0.1:{port}"],
+    on_disk = ["--location", str(location)] if location is not None else []
+    process = subprocess.Popen([str(OXIGRAPH), command, *on_disk, "--bind", f"127.0.0.1:{port}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):

@@ -29,9 +29,10 @@ pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")
-def oxigraph(tmp_path_factory):
-    """An Oxigraph server with an empty store; yields its base URL."""
-    url, process = start_oxigraph(tmp_path_factory.mktemp("oxigraph"))
+def oxigraph():
+    """An Oxigraph server with an empty store in memory; yields its base URL. The protocol and the transactions are
+    those of a store on disk, where each push costs about 7x the CPU (RocksDB: 16 s against 2.3 s for three pushes)."""
+    url, process = start_oxigraph(None)
     yield url
     process.terminate()
     process.wait(timeout=10)
@@ -155,7 +156,7 @@ def check_push_switch(engine: str, built, tmp_path: Path, query_url: str,
             while not stop.is_set():
                 for row in _remote_select(query_url, consistency, dataset):  # the engine itself: no cache between
                     seen.add((int(row["n"]["value"]), int(row["f"]["value"]), row["b"]["value"]))
-                time.sleep(0.02)  # leave the cores to the push
+                time.sleep(0.1)  # leave the cores to the push
         reader = threading.Thread(target=read)
         reader.start()
         try:

@@ -3,7 +3,7 @@
 Both create .venv/ and install the project into it first, at the versions of constraints.txt (skipped when
 neither pyproject.toml nor constraints.txt has changed);
 `test` also installs the Debian packages the tests drive (Chromium, roqet, Java, strace, nginx, Virtuoso)
-when they are missing, and runs `lint` (ruff and mypy, configured in pyproject.toml) before pytest; options after `test` go
+when they are missing, and runs `lint` (ruff and mypy, configured in pyproject.toml) beside pytest; options after `test` go
 to pytest (`python3 tasks.py test -m "not slow"`: the fast subset).
 """
 
@@ -12,8 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -67,15 +69,30 @@ def setup_test_programs() -> None:
 # them: those that need no build first, while the build (once per run) is under way. Options given to `test` come
 # after these and win (`-n 0`: one process).
 PYTEST_WORKERS = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
+SHARED_BUILD_VARIABLE = "CMC_TESTS_SHARED"  # read by tests/conftest.py; not CMC_KG_*, which the settings would refuse
+
+
+LINTERS = (["ruff", "check", "."], ["mypy"])
 
 
 def lint() -> int:
     """ruff, then mypy, as configured in pyproject.toml; the first that finds something ends the run."""
-    for command in (["ruff", "check", "."], ["mypy"]):
+    for command in LINTERS:
         code = subprocess.run([str(BIN / command[0]), *command[1:]], cwd=ROOT).returncode
         if code != 0:
             return code
     return 0
+
+
+def lint_beside(run: Callable[[], int]) -> int:
+    """``run()`` with the linters running beside it (the tests leave a core idle much of the time); the linters'
+    output is shown after it, and their failure fails the whole."""
+    linters = [subprocess.Popen([str(BIN / command[0]), *command[1:]], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for command in LINTERS]
+    code = run()
+    for linter in linters:
+        print(linter.communicate()[0], end="")
+    return next((linter.returncode for linter in linters if linter.returncode), code)
 
 
 def run_forwarding_signals(command: list[str]) -> int:
@@ -109,15 +126,18 @@ def main(argv: list[str]) -> int:
     if command == "test":
         setup_test_programs()
         pytest = [str(BIN / "python"), "-m", "pytest"]
-        failed = lint()
-        if failed:
-            return failed
         if any(arg in ("-m", "-n") or arg.startswith(("-m", "-n")) for arg in rest):
-            return subprocess.run([*pytest, *PYTEST_WORKERS, *rest], cwd=ROOT).returncode
-        # The whole suite: the tests marked `alone` (fairness under load, shutdown of a busy server) run afterwards in
-        # one process, since a second pytest process beside them makes their load-bound checks fail on 2 cores.
-        parallel = subprocess.run([*pytest, *PYTEST_WORKERS, "-m", "not alone", *rest], cwd=ROOT).returncode
-        alone = subprocess.run([*pytest, "-m", "alone", *rest], cwd=ROOT).returncode
+            return lint_beside(lambda: subprocess.run([*pytest, *PYTEST_WORKERS, *rest], cwd=ROOT).returncode)
+        # The whole suite: the tests marked `alone` (fairness under load, shutdown of a busy server) run afterwards,
+        # since the rest of the suite beside them made their load-bound checks fail on 2 cores; the costly-query ones
+        # beside the held-connection ones, which cost little CPU (their xdist_group marks).
+        # Both runs use one build of the graph, made in a folder of this run (tests/conftest.py: session_build).
+        with tempfile.TemporaryDirectory(prefix="cmc-kg-tests-") as shared:
+            env = {**os.environ, SHARED_BUILD_VARIABLE: shared}
+            parallel = lint_beside(lambda: subprocess.run([*pytest, *PYTEST_WORKERS, "-m", "not alone", *rest],
+                                                          cwd=ROOT, env=env).returncode)
+            alone = subprocess.run([*pytest, "-n", "2", "--dist", "loadgroup", "-m", "alone", *rest], cwd=ROOT,
+                                   env=env).returncode
         return parallel or alone
     return 0
 

@@ -46,7 +46,10 @@ def pytest_collection_modifyitems(items):
 
 
 def _shared_folder(tmp_path_factory) -> Path:
-    """This run's temporary folder, the same for every pytest-xdist worker (each has its own below it)."""
+    """This run's temporary folder, the same for every pytest-xdist worker (each has its own below it), or the one
+    `tasks.py test` names for both of its pytest runs."""
+    if os.environ.get("CMC_TESTS_SHARED"):
+        return Path(os.environ["CMC_TESTS_SHARED"])
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 

@@ -180,6 +180,7 @@ def fair(built):
 
 
 @pytest.mark.alone
+@pytest.mark.xdist_group("costly")
 def test_cheap_queries_stay_fast_while_three_clients_send_costly_ones(fair):
     """Three clients send a cross product (stopped at 3 s) again and again, ignoring Retry-After; a fourth sends
     a cheap lookup every 0.05 s. Once each costly client has had one query stopped (the onset: a client never
@@ -196,6 +197,7 @@ def test_cheap_queries_stay_fast_while_three_clients_send_costly_ones(fair):
 
 
 @pytest.mark.alone
+@pytest.mark.xdist_group("costly")
 def test_a_trusted_proxy_names_the_client(built):
     live = start_server(built[0].build_dir, "--trusted-proxy", "127.0.0.1", "--client-queries", "1",
                         "--query-timeout", str(TIMEOUT), "--cache-entries", "0", "--reload-interval", "0")
@@ -256,6 +258,7 @@ class Dribbler:
 
 
 @pytest.mark.alone
+@pytest.mark.xdist_group("connections")
 def test_slow_connections_from_one_address_neither_take_every_slot_nor_stay(built):
     read_timeout, per_client = 4.0, 5
     live = start_server(built[0].build_dir, "--request-read-timeout", str(read_timeout),
@@ -283,6 +286,7 @@ def test_slow_connections_from_one_address_neither_take_every_slot_nor_stay(buil
 
 
 @pytest.mark.alone
+@pytest.mark.xdist_group("connections")
 def test_slow_connections_from_many_addresses_delay_others_only_until_the_deadline(built):
     """Without a proxy in front, clients with many addresses can fill connection_limit; the deadline frees the
     slots, so another client waits at most about request_read_timeout (its connection waits to be accepted)."""
@@ -302,6 +306,7 @@ def test_slow_connections_from_many_addresses_delay_others_only_until_the_deadli
 
 
 @pytest.mark.alone
+@pytest.mark.xdist_group("connections")
 def test_the_server_still_answers_after_the_red_team_slowloris(built):
     """The report's case: 101 connections from one address dribbling header bytes, with default settings. Every
     other client is answered at once, and none of the connections outlives the default deadline (10 s) by much."""

@@ -29,7 +29,7 @@ RESULTS_PARSERS = {"json": ox.QueryResultsFormat.JSON, "xml": ox.QueryResultsFor
                    "tsv": ox.QueryResultsFormat.TSV}
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")  # the huge literals
 csv.field_size_limit(1 << 24)  # the reader's own cap (128 KiB) is no part of the format
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 # ---------------------------------------------------------------------------------------------------------
 # Hostile terms

@@ -213,6 +213,7 @@ def _rss_mb(pid: int) -> float:
 # ---------------------------------------------------------------------------------------------- shutdown
 
 @pytest.mark.alone
+@pytest.mark.xdist_group("costly")
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
 def test_workers_die_with_their_server_even_when_busy(built, how):
     live = start_server(built[0].build_dir, "--reload-interval", "0", "--query-timeout", "60")

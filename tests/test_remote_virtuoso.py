@@ -41,7 +41,7 @@ DisableUnixSocket = 1
 DirsAllowed = {dir}
 NumberOfBuffers = 10000
 MaxDirtyBuffers = 6000
-ThreadsPerQuery = 2
+ThreadsPerQuery = 1
 [HTTPServer]
 ServerPort = 127.0.0.1:{http_port}
 ServerRoot = {dir}

@@ -65,9 +65,12 @@ def set_values(text: str, variables: tuple[str, ...], rows: list[tuple[str, ...]
     raise ValueError(f"the query has no VALUES block over {' '.join('?' + v for v in variables)}")
 
 
+_UNWRITABLE_IN_IRI = re.compile(r'[<>"{}|^`\\\x00-\x20]')
+
+
 def writable_iri(iri: str) -> bool:
     """Whether an IRI can be written between < and > in SPARQL (no spaces, quotes, braces or the like)."""
-    return not any(c in '<>"{}|^`\\' or ord(c) <= 0x20 for c in iri)
+    return _UNWRITABLE_IN_IRI.search(iri) is None
 
 
 def iri_ref(iri: str) -> str:

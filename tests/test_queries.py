@@ -12,7 +12,7 @@ import pytest
 from rdflib.plugins.sparql import prepareQuery
 
 from cmc_kg.namespaces import CMC, PREFIXES
-from cmc_kg.query import Rows, asserted_view, example_queries, select
+from cmc_kg.query import Rows, asserted_view, example_queries, iri_ref, select
 from cmc_kg.safety import declares_dataset
 from cmc_kg.settings import Paths
 
@@ -434,3 +434,18 @@ def test_sparqlwrapper_reads_the_form_of_every_shipped_query():
         client = SPARQLWrapper("http://127.0.0.1/sparql")
         client.setQuery(query.text)
         assert form and client.queryType == form.group(1), (stem, client.queryType)
+
+
+def test_iri_ref_refuses_what_sparql_cannot_write_between_angle_brackets():
+    """Pages put IRIs from the graph into their queries: iri_ref refuses every character SPARQL's IRIREF excludes
+    (and Oxigraph's parser refuses too), and writes every other character of the first 12,288 code points."""
+    excluded = set('<>"{}|^`\\') | {chr(c) for c in range(0x21)}
+    for code in range(0x3000):
+        char = chr(code)
+        if char in excluded:
+            with pytest.raises(ValueError, match="not an IRI SPARQL can write"):
+                iri_ref(f"http://example.org/a{char}b")
+            with pytest.raises(SyntaxError):
+                ox.Store().query(f"ASK {{ <http://example.org/a{char}b> ?p ?o }}")
+        else:
+            assert iri_ref(f"http://example.org/a{char}b") == f"<http://example.org/a{char}b>"

@@ -135,7 +135,6 @@ def check_push_switch(engine: str, built, tmp_path: Path, query_url: str,
     the old data or the new, never a mix); the server over it then answers from the new build, with a new build
     id and ETag, not from its cache. ``dataset``: the protocol's dataset parameters the engine's queries need."""
     assert do_push(built[0].build_dir).returncode == 0
-    # Virtuoso takes seconds for GRAPH ?g over the build's 60 named graphs (/health counts the quads that way)
     live = start_server(built[0].build_dir, "--store", query_url, "--reload-interval", "0.5", "--query-timeout", "60")
     try:
         probe = {"query": f"ASK {{ ?s <{DCTERMS.title}> \"a fact only the second build has\" }}"}

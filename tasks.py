@@ -69,6 +69,7 @@ def setup_test_programs() -> None:
 # them: those that need no build first, while the build (once per run) is under way. Options given to `test` come
 # after these and win (`-n 0`: one process).
 PYTEST_WORKERS = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
+ALONE_WORKERS = ["-n", "2", "--dist", "loadgroup"]  # the `alone` tests: one process per xdist_group
 NO_TESTS_COLLECTED = 5  # pytest's exit code
 SHARED_BUILD_VARIABLE = "CMC_TESTS_SHARED"  # read by tests/conftest.py; not CMC_KG_*, which the settings would refuse
 
@@ -137,8 +138,7 @@ def main(argv: list[str]) -> int:
             env = {**os.environ, SHARED_BUILD_VARIABLE: shared}
             parallel = lint_beside(lambda: subprocess.run([*pytest, *PYTEST_WORKERS, "-m", "not alone", *rest],
                                                           cwd=ROOT, env=env).returncode)
-            alone = subprocess.run([*pytest, "-n", "2", "--dist", "loadgroup", "-m", "alone", *rest], cwd=ROOT,
-                                   env=env).returncode
+            alone = subprocess.run([*pytest, *ALONE_WORKERS, "-m", "alone", *rest], cwd=ROOT, env=env).returncode
         # `-k` may select tests in one run only: the other's "no tests collected" fails nothing, unless both say it.
         if NO_TESTS_COLLECTED in (parallel, alone) and (parallel, alone) != (NO_TESTS_COLLECTED,) * 2:
             parallel, alone = (0 if code == NO_TESTS_COLLECTED else code for code in (parallel, alone))

@@ -99,17 +99,21 @@ def measure(url: str, costly_clients: int, duration: float, query_timeout: float
     threads.append(threading.Thread(target=cheap_client, daemon=True))
     for thread in threads:
         thread.start()
-    while time.monotonic() < deadline:
+
+    def onset() -> float:
+        """The onset's end: until each costly client has had one query run to the limit, it is not known to be
+        heavy (infinity while one has not)."""
         with lock:
-            onset = max(first_stopped.values()) if len(first_stopped) == costly_clients else None
-        if after_onset is not None and onset is not None and time.monotonic() >= onset + after_onset:
+            return max(first_stopped.values()) if len(first_stopped) == costly_clients else float("inf")
+
+    while time.monotonic() < deadline:
+        if after_onset is not None and time.monotonic() >= onset() + after_onset:
             break
         time.sleep(0.1)
     stop.set()
     for thread in threads:
         thread.join(timeout=request_timeout + 5)
-    # The onset: until each costly client has had one query run to the limit, it is not known to be heavy.
-    onset_end = max(first_stopped.values()) if len(first_stopped) == costly_clients else float("inf")
+    onset_end = onset()
 
     def summary(rows) -> dict:
         seconds = [s for _, s, _ in rows]  # every answer, 503s included: the time the client waited

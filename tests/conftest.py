@@ -48,8 +48,8 @@ def pytest_collection_modifyitems(items):
 def _shared_folder(tmp_path_factory) -> Path:
     """This run's temporary folder, the same for every pytest-xdist worker (each has its own below it), or the one
     `tasks.py test` names for both of its pytest runs."""
-    if os.environ.get("CMC_TESTS_SHARED"):
-        return Path(os.environ["CMC_TESTS_SHARED"])
+    if named := os.environ.get("CMC_TESTS_SHARED"):
+        return Path(named)
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
@@ -238,12 +238,18 @@ def start_server(build_dir: Path, *flags: str, env: dict | None = None) -> LiveS
     raise RuntimeError("cmc-kg serve did not answer /health within 60 s")
 
 
-def stop_server(server: LiveServer) -> None:
-    server.process.terminate()
+def stop_process(process: subprocess.Popen, grace: float = 10) -> None:
+    """SIGTERM, and SIGKILL for a process still running after ``grace`` seconds."""
+    process.terminate()
     try:
-        server.process.wait(timeout=10)
+        process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        server.process.kill()
+        process.kill()
+        process.wait(timeout=10)
+
+
+def stop_server(server: LiveServer) -> None:
+    stop_process(server.process)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import pytest
 
 from cmc_kg.namespaces import DCTERMS, GRAPH, PUSH_GRAPH
 from cmc_kg.query import example_queries, select
-from conftest import start_oxigraph, start_server, stop_server
+from conftest import start_oxigraph, start_server, stop_process, stop_server
 
 
 pytestmark = pytest.mark.system
@@ -34,8 +34,7 @@ def oxigraph():
     those of a store on disk, where each push costs about 7x the CPU (RocksDB: 16 s against 2.3 s for three pushes)."""
     url, process = start_oxigraph(None)
     yield url
-    process.terminate()
-    process.wait(timeout=10)
+    stop_process(process)
 
 
 def _remote_select(query_url: str, query: str, dataset: tuple = ()) -> list[dict]:

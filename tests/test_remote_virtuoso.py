@@ -17,7 +17,7 @@ import pytest
 
 from cmc_kg.namespaces import MERGED_GRAPH, PUSH_GRAPH
 from cmc_kg.query import example_queries, select
-from conftest import free_port, start_server, stop_server
+from conftest import free_port, start_server, stop_process, stop_server
 from test_remote import (_embedded_answers, _graph_sizes, _push, _pushed_build, _served_answers,
                          check_push_switch)
 
@@ -91,12 +91,7 @@ class Virtuoso:
         return "".join(path.read_text(errors="replace").splitlines(True)[-40:]) if path.exists() else "(no log)"
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process, grace=60)  # Virtuoso writes a checkpoint as it stops
 
 
 @pytest.fixture(scope="module")
